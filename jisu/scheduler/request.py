@@ -1,0 +1,102 @@
+"""One generation request as the scheduler sees it: its state, its text, its clock."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from jisu.engine.detok import IncrementalDetokenizer
+from jisu.engine.sampling import Sampler
+from jisu.engine.stops import StopStringMatcher
+from jisu.types import Event, SamplingParams, Timings, Usage
+
+_request_numbers = itertools.count(1)
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"  # in the queue
+    PREFILL = "prefill"  # prompt being processed, chunk by chunk
+    DECODE = "decode"  # one new token per step
+    DONE = "done"
+
+
+class TextAssembler:
+    """Token bytes in, displayable text out: UTF-8 safe, with stop strings held back."""
+
+    def __init__(self, stop_strings: list[str]) -> None:
+        self._detokenizer = IncrementalDetokenizer()
+        self._stops = StopStringMatcher(stop_strings)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped
+
+    def feed(self, piece: bytes) -> str:
+        return self._stops.feed(self._detokenizer.feed(piece))
+
+    def finish(self) -> str:
+        return self._stops.feed(self._detokenizer.finish()) + self._stops.flush()
+
+
+@dataclass(eq=False)
+class Request:
+    prompt_tokens: list[int]
+    sampling: SamplingParams
+    sink: Callable[[Event], None]  # called on the engine thread; must not block
+    id: int = field(default_factory=lambda: next(_request_numbers))
+
+    phase: Phase = Phase.WAITING
+    seq_id: int | None = None
+    n_past: int = 0  # tokens of this sequence already in the KV cache
+    cached_tokens: int = 0  # of those, how many came from the prefix cache
+    generated: list[int] = field(default_factory=list)
+    next_token: int | None = None  # sampled, not yet fed through the model
+    sampler: Sampler | None = None
+    text: TextAssembler | None = None
+    queue_position: int | None = None
+
+    submitted_at: float = field(default_factory=time.perf_counter)
+    started_at: float = 0.0
+    first_token_at: float = 0.0
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, event: Event) -> None:
+        """Hand an event to the consumer. A consumer that fails (its event loop closed, say)
+        loses its request, not the engine thread."""
+        try:
+            self.sink(event)
+        except Exception:
+            self._cancel.set()
+
+    def cancel(self) -> None:
+        """Safe from any thread; the scheduler frees the request within one step."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def tokens_in_kv(self) -> list[int]:
+        return (self.prompt_tokens + self.generated)[: self.n_past]
+
+    @property
+    def prompt_remaining(self) -> int:
+        return len(self.prompt_tokens) - self.n_past
+
+    def usage(self) -> Usage:
+        return Usage(len(self.prompt_tokens), len(self.generated), self.cached_tokens)
+
+    def timings(self, now: float) -> Timings:
+        first = self.first_token_at or now
+        return Timings(
+            queued_s=(self.started_at or now) - self.submitted_at,
+            time_to_first_token_s=first - self.submitted_at,
+            prefill_s=first - (self.started_at or first),
+            decode_s=now - first if self.first_token_at else 0.0,
+            completion_tokens=len(self.generated),
+        )

@@ -1,0 +1,94 @@
+"""A loaded model with its engine thread: the one object every front end talks to."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from jisu.config import EngineConfig
+from jisu.engine.llama import LlamaEngine
+from jisu.engine.template import render_chat
+from jisu.models.resolve import ResolvedModel
+from jisu.scheduler.loop import DEFAULT_MAX_QUEUE, Scheduler
+from jisu.scheduler.request import Request
+from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
+
+# Idle conversations kept in the KV cache, beyond the running ones (llama.cpp allows 256).
+CACHED_SEQUENCES = 32
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what users see: "Qwen2.5-0.5B-Instruct"
+    id: str  # what API clients send as "model"
+    quantization: str
+    context_size: int
+    path: str
+    fallback_note: str | None
+
+
+class Runtime:
+    def __init__(
+        self,
+        model: ResolvedModel,
+        config: EngineConfig,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        cache_tokens: int | None = None,
+    ) -> None:
+        config.model_path = model.path
+        n_sequences = min(256, config.parallel + CACHED_SEQUENCES)
+        self.engine = LlamaEngine(config, n_sequences=n_sequences)
+        try:
+            self.scheduler = Scheduler(self.engine, config.parallel, max_queue, cache_tokens)
+        except BaseException:
+            self.engine.close()
+            raise
+        self.tokenizer = self.engine.tokenizer
+        self.info = ModelInfo(
+            name=model.display_name if model.alias else (self.engine.metadata("general.name") or model.display_name),
+            id=model.alias or model.path.name,
+            quantization=model.quant or _quant_from_description(self.engine.description()),
+            context_size=self.engine.ctx_size,
+            path=str(model.path),
+            fallback_note=model.fallback_note,
+        )
+
+    def chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
+        return self.tokenizer.tokenize_segments(render_chat(messages, tools))
+
+    def submit(self, prompt_tokens: list[int], sampling: SamplingParams, sink) -> Request:
+        return self.scheduler.submit(Request(prompt_tokens, sampling, sink))
+
+    def stream(self, prompt_tokens: list[int], sampling: SamplingParams) -> Iterator[Event]:
+        """Events of one request, for synchronous callers. Closing the iterator early (or
+        Ctrl-C while reading it) cancels the request and waits until it is freed."""
+        events: queue.Queue[Event] = queue.Queue()
+        request = self.submit(prompt_tokens, sampling, events.put)
+        finished = False
+        try:
+            while not finished:
+                event = events.get()
+                finished = isinstance(event, (Finished, Failed))
+                yield event
+        finally:
+            if not finished:
+                request.cancel()
+                while not isinstance(events.get(timeout=60), (Finished, Failed)):
+                    pass
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.engine.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _quant_from_description(description: str) -> str:
+    # llama.cpp describes a model as "<arch> <size> <type>", e.g. "qwen2 1B Q4_K - Medium".
+    parts = description.split(" ", 2)
+    return parts[2] if len(parts) == 3 else description

@@ -1,0 +1,96 @@
+"""Every failure leaves the server as OpenAI-shaped JSON: {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jisu.scheduler.loop import QueueFull, SchedulerClosed
+from jisu.types import ContextOverflow, InvalidRequest
+
+RETRY_AFTER_S = 2
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_, param, code)
+        self.headers = headers
+
+
+def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
+
+
+def model_not_found(name: str, available: str) -> ApiError:
+    return ApiError(404, f"The model '{name}' does not exist; this server runs '{available}'.",
+                    param="model", code="model_not_found")
+
+
+def as_api_error(error: Exception) -> ApiError:
+    """Map the errors the core raises to their HTTP form."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, ContextOverflow):
+        api = ApiError(400, error.message, param=error.param, code=error.code)
+        api.body["error"].update(prompt_tokens=error.prompt_tokens, max_tokens=error.max_tokens,
+                                 context_size=error.context_size)
+        return api
+    if isinstance(error, InvalidRequest):
+        return ApiError(400, error.message, param=error.param, code=error.code)
+    if isinstance(error, QueueFull):
+        return ApiError(503, f"The server is busy ({error.waiting} requests waiting); retry shortly.",
+                        type_="server_error", code="server_busy",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(error, SchedulerClosed):
+        return ApiError(503, "The server is shutting down.", type_="server_error", code="server_shutdown")
+    return ApiError(500, f"Internal error: {type(error).__name__}", type_="server_error")
+
+
+def _validation_param(location: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in location if p not in ("body",)]
+    # Pydantic names union members ("str", "list[TextPart]") in the location; users don't.
+    parts = [p for p in parts if not any(ch in p for ch in "[]") and p not in ("str", "int", "float", "bool")]
+    if not parts:
+        return None
+    text = parts[0]
+    for part in parts[1:]:
+        text += f"[{part}]" if part.isdigit() else f".{part}"
+    return text
+
+
+def validation_error(error: RequestValidationError) -> ApiError:
+    first = error.errors()[0] if error.errors() else {"msg": "invalid request", "loc": ()}
+    if first.get("type") == "json_invalid":
+        return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
+    param = _validation_param(tuple(first.get("loc", ())))
+    if first.get("type") == "missing":
+        return ApiError(400, f"Missing required field '{param}'.", param=param)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return ApiError(400, f"Invalid '{param}': {message}." if param else message + ".", param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def respond(api: ApiError) -> JSONResponse:
+        return JSONResponse(api.body, status_code=api.status, headers=api.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        return respond(validation_error(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status_code)
+        return respond(ApiError(error.status_code, str(error.detail), code=kind))
+
+    @app.exception_handler(Exception)
+    async def on_any(_: Request, error: Exception) -> JSONResponse:
+        return respond(as_api_error(error))

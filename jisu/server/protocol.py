@@ -1,0 +1,163 @@
+"""OpenAI wire format: request schemas (validated, with limits) and response builders.
+
+Unknown fields are ignored, as OpenAI clients send many we have no use for; every field
+we do read is typed and range-checked so a bad value is a 400 naming that field.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jisu.types import FinishReason, Timings, Usage
+
+MAX_MESSAGES = 4096
+MAX_CONTENT_CHARS = 1_000_000
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+
+
+class FunctionCall(_Lenient):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCall(_Lenient):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Lenient):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class _SamplingFields(_Lenient):
+    model: str | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**32 - 2)] | None = None
+    stop: str | list[str] | None = None
+    n: Annotated[int, Field(ge=1)] = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def only_one_choice(cls, n: int) -> int:
+        if n != 1:
+            raise ValueError("only n=1 is supported: jisu generates one choice per request")
+        return n
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatCompletionRequest(_SamplingFields):
+    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+
+class CompletionRequest(_SamplingFields):
+    prompt: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]]
+    echo: bool = False
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise ValueError("prompt: exactly one prompt string per request")
+        return self.prompt[0]
+
+
+# ---- responses ------------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def openai_finish_reason(reason: FinishReason) -> str:
+    # A cancelled request has no OpenAI name; whoever cancelled it is gone anyway.
+    return "stop" if reason is FinishReason.CANCELLED else reason.value
+
+
+class ChunkWriter:
+    """Builds the chunks of one streamed chat completion, all sharing id and timestamp."""
+
+    def __init__(self, model: str, kind: Literal["chat", "text"] = "chat") -> None:
+        self.kind = kind
+        self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
+        self.created = int(time.time())
+        self.model = model
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "choices": choices, **extra}
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        if self.kind == "chat":
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish_reason}
+
+    def role(self) -> dict[str, Any]:
+        return self._chunk([self._choice({"role": "assistant", "content": ""}, None)])
+
+    def content(self, text: str) -> dict[str, Any]:
+        return self._chunk([self._choice({"content": text}, None)])
+
+    def tool_calls(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        indexed = [{"index": i, **call} for i, call in enumerate(calls)]
+        return self._chunk([self._choice({"tool_calls": indexed}, None)])
+
+    def finish(self, reason: str, timings: Timings) -> dict[str, Any]:
+        return self._chunk([self._choice({}, reason)], timings=timings.as_dict())
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        return self._chunk([], usage=usage_dict(usage))

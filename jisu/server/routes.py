@@ -1,0 +1,155 @@
+"""HTTP routes of the OpenAI-compatible API, plus /health and /metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from jisu.server.errors import ApiError, as_api_error, error_body
+from jisu.server.metrics import CONTENT_TYPE_LATEST
+from jisu.server.protocol import (
+    ChatCompletionRequest,
+    ChunkWriter,
+    CompletionRequest,
+    new_id,
+    openai_finish_reason,
+    usage_dict,
+)
+from jisu.server.serving import PreparedRequest, Serving
+from jisu.types import Failed, Finished, PrefillProgress, Queued, TextDelta
+
+router = APIRouter()
+
+
+def _serving(request: Request) -> Serving:
+    return request.app.state.serving
+
+
+def sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    serving = _serving(request)
+    if not serving.runtime.scheduler.alive:
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok", "model": serving.runtime.info.name})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(_serving(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    info = _serving(request).runtime.info
+    return {
+        "object": "list",
+        "data": [{
+            "id": info.id,
+            "object": "model",
+            "created": request.app.state.started_at,
+            "owned_by": "jisu",
+            "name": info.name,
+            "quantization": info.quantization,
+            "context_size": info.context_size,
+            "fallback_note": info.fallback_note,
+        }],
+    }
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    serving = _serving(request)
+    prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _event_stream(stream_chunks(serving, prepared, ChunkWriter(serving.runtime.info.id), include_usage))
+    text, finished = await serving.complete(prepared, request.is_disconnected)
+    return JSONResponse({
+        "id": new_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": serving.runtime.info.id,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": openai_finish_reason(finished.reason),
+        }],
+        "usage": usage_dict(finished.usage),
+        "timings": finished.timings.as_dict(),
+    })
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    serving = _serving(request)
+    prepared = _prepare(serving, lambda: serving.prepare_completion(body), "completions")
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        writer = ChunkWriter(serving.runtime.info.id, kind="text")
+        return _event_stream(stream_chunks(serving, prepared, writer, include_usage))
+    text, finished = await serving.complete(prepared, request.is_disconnected)
+    if body.echo:
+        text = body.prompt_text() + text
+    return JSONResponse({
+        "id": new_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": serving.runtime.info.id,
+        "choices": [{"index": 0, "text": text, "logprobs": None,
+                     "finish_reason": openai_finish_reason(finished.reason)}],
+        "usage": usage_dict(finished.usage),
+        "timings": finished.timings.as_dict(),
+    })
+
+
+def _prepare(serving: Serving, prepare, endpoint: str) -> PreparedRequest:
+    try:
+        return prepare()
+    except Exception as error:
+        api = as_api_error(error)
+        serving.metrics.request_rejected(endpoint, api.status)
+        raise api from None
+
+
+def _event_stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+
+
+async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: ChunkWriter,
+                        include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI's chunk sequence. Queue position and prompt progress travel as SSE comments,
+    which OpenAI clients skip and people watching the raw stream can read."""
+    if writer.kind == "chat":
+        yield sse(writer.role())
+    async for event in serving.events(prepared):
+        if isinstance(event, TextDelta):
+            yield sse(writer.content(event.text))
+        elif isinstance(event, Queued):
+            yield f": queued {event.position} ahead\n\n"
+        elif isinstance(event, PrefillProgress):
+            yield f": prefill {event.processed}/{event.total}\n\n"
+        elif isinstance(event, Finished):
+            yield sse(writer.finish(openai_finish_reason(event.reason), event.timings))
+            if include_usage:
+                yield sse(writer.usage(event.usage))
+        elif isinstance(event, Failed):
+            yield sse(error_body(event.message, "server_error", code=event.code))
+            return
+    yield "data: [DONE]\n\n"
+
+
+def install_routes(app) -> None:
+    app.include_router(router)
+
+
+__all__ = ["ApiError", "install_routes", "router", "stream_chunks"]

@@ -1,0 +1,203 @@
+"""Plain data shared by every layer: messages, sampling parameters, request events.
+
+Standard library only, so the engine, the scheduler, the server and the CLI can all
+import it without pulling each other in.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant", "tool")
+
+# Limits that keep one request from hurting everyone else on a shared instance.
+MAX_STOP_STRINGS = 16
+MAX_STOP_LENGTH = 256
+MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "pick a random seed" sentinel
+
+
+class InvalidRequest(ValueError):
+    """A request the user can fix; `param` names the offending field."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class ContextOverflow(InvalidRequest):
+    """The prompt (plus the tokens asked for) does not fit in the context window."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int | None, context_size: int):
+        asked = f" + {max_tokens} requested completion tokens" if max_tokens else ""
+        super().__init__(
+            f"This model's context is {context_size} tokens, but the prompt has "
+            f"{prompt_tokens} tokens{asked}. Shorten the conversation or start a new one.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_size = context_size
+
+
+@dataclass
+class ChatMessage:
+    role: str
+    content: str = ""
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidRequest(
+                f"unknown role {self.role!r}; expected one of {', '.join(ROLES)}", "role"
+            )
+
+
+class FinishReason(str, enum.Enum):
+    STOP = "stop"  # end-of-turn token or a stop string
+    LENGTH = "length"  # max_tokens or the context window
+    TOOL_CALLS = "tool_calls"
+    CANCELLED = "cancelled"  # client gone or stop button
+
+
+@dataclass
+class SamplingParams:
+    """How to pick each next token. Defaults follow Qwen2.5's own generation_config."""
+
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    repetition_penalty: float = 1.05
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    grammar: str | None = None  # GBNF; set by structured-output requests
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _check_range("temperature", self.temperature, 0.0, 2.0)
+        _check_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
+        _check_range("min_p", self.min_p, 0.0, 1.0)
+        _check_range("repetition_penalty", self.repetition_penalty, 0.0, 2.0, low_open=True)
+        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        _check_int("top_k", self.top_k, 0, 1_000_000)
+        _check_int("penalty_last_n", self.penalty_last_n, 0, 1_000_000)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.max_tokens is not None:
+            _check_int("max_tokens", self.max_tokens, 1, 1_000_000)
+        if len(self.stop) > MAX_STOP_STRINGS:
+            raise InvalidRequest(f"stop: at most {MAX_STOP_STRINGS} stop strings", "stop")
+        for s in self.stop:
+            if not isinstance(s, str) or not s or len(s) > MAX_STOP_LENGTH:
+                raise InvalidRequest(
+                    f"stop: each stop string must be 1..{MAX_STOP_LENGTH} characters", "stop"
+                )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a number, got {value!r}", name)
+    too_low = value <= low if low_open else value < low
+    if too_low or value > high:
+        bracket = "(" if low_open else "["
+        raise InvalidRequest(f"{name} must be in {bracket}{low}, {high}], got {value}", name)
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer, got {value!r}", name)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be in [{low}, {high}], got {value}", name)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    """Seconds measured by the scheduler, so every front end reports the same numbers."""
+
+    queued_s: float = 0.0
+    time_to_first_token_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    completion_tokens: int = 0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        # The first token comes out of prefill; the decode rate counts the ones after it.
+        steps = self.completion_tokens - 1
+        return steps / self.decode_s if steps > 0 and self.decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "queued_ms": round(self.queued_s * 1000, 1),
+            "time_to_first_token_ms": round(self.time_to_first_token_s * 1000, 1),
+            "prefill_ms": round(self.prefill_s * 1000, 1),
+            "decode_ms": round(self.decode_s * 1000, 1),
+            "completion_tokens": self.completion_tokens,
+            "tokens_per_second": round(self.decode_tokens_per_s, 2),
+        }
+
+
+# ---- events a request's consumer receives, in order -------------------------------
+
+
+@dataclass
+class Queued:
+    position: int  # requests ahead of this one
+
+
+@dataclass
+class PrefillProgress:
+    processed: int
+    total: int
+
+
+@dataclass
+class TextDelta:
+    text: str
+    token_ids: list[int]
+
+
+@dataclass
+class Finished:
+    reason: FinishReason
+    usage: Usage
+    timings: Timings
+
+
+@dataclass
+class Failed:
+    message: str
+    code: str = "internal_error"
+
+
+Event = Queued | PrefillProgress | TextDelta | Finished | Failed

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Create .venv and install jisu into it; `scripts/setup.sh test` adds the test tools,
+# Debian's chromium for the browser tests, and the stand-in model.
+#
+# llama-cpp-python compiles llama.cpp for this CPU (about 10 minutes on 2 cores). We build
+# its wheel once into a cache of our own, keyed by the compiler flags, because pip's wheel
+# cache ignores flags and would happily hand back a wheel built with different ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"   # keep in step with pyproject.toml
+extras="${1:-}"
+cache="${JISU_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/jisu}"
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+
+cmake_args="${CMAKE_ARGS:-}"
+if [ "$(uname -m)" = x86_64 ] && echo | gcc -mno-amx-int8 -E - >/dev/null 2>&1; then
+    # llama.cpp's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the Xeons we
+    # run on; AVX-512/AVX2 with weight repacking is what we measured and ship.
+    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    cmake_args="$cmake_args -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'"
+fi
+flags_key=$(printf '%s|%s|%s' "$LLAMA_CPP_PYTHON" "$(uname -m)" "$cmake_args" | sha256sum | cut -c1-16)
+wheel_dir="$cache/wheels/$flags_key"
+
+if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "Building llama.cpp for this CPU (one time, about 10 minutes on 2 cores) ..." >&2
+    rm -rf "$wheel_dir.tmp"
+    CMAKE_ARGS="$cmake_args" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir \
+        --wheel-dir "$wheel_dir.tmp" "$LLAMA_CPP_PYTHON"
+    mv "$wheel_dir.tmp" "$wheel_dir"
+fi
+# Reinstall when .venv holds a llama-cpp-python built some other way.
+if [ "$(cat .venv/.llama-build 2>/dev/null)" != "$flags_key" ]; then
+    .venv/bin/python -m pip install --quiet --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl
+    echo "$flags_key" > .venv/.llama-build
+fi
+
+if [ "$extras" = test ]; then
+    .venv/bin/python -m pip install --quiet --find-links "$wheel_dir" -e ".[test]"
+    if ! command -v chromium >/dev/null; then
+        echo "Installing Debian's chromium for the browser tests ..." >&2
+        sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq chromium >/dev/null
+    fi
+    .venv/bin/jisu pull qwen2.5-coder-0.5b-instruct >/dev/null
+else
+    .venv/bin/python -m pip install --quiet --find-links "$wheel_dir" -e .
+fi
