@@ -83,7 +83,7 @@ def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: i
 
     resolved = resolve_model(model, quant)
     config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel)
-    return Runtime(resolved, config, **runtime_options)
+    return Runtime.load(resolved, config, **runtime_options)
 
 
 def print_answer(runtime, tokens: list[int], sampling: SamplingParams, show_progress: bool = False,

@@ -20,8 +20,10 @@ import llama_cpp.llama_cpp as C
 import numpy as np
 
 from jisu.config import MAX_CTX_SIZE, EngineConfig
-from jisu.engine.template import Segment
+from jisu.engine.sampling import Sampler
+from jisu.engine.tokenizer import Tokenizer
 from jisu.models.registry import ModelError
+from jisu.types import SamplingParams
 
 KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
 
@@ -60,50 +62,6 @@ def _init_backend() -> None:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
         C.llama_backend_init()
         _backend_ready = True
-
-
-class Tokenizer:
-    """Text <-> token ids. Reads only the vocabulary, so any thread may call it."""
-
-    def __init__(self, vocab: C.llama_vocab_p) -> None:
-        self.vocab = vocab
-        self.n_vocab = C.llama_vocab_n_tokens(vocab)
-        self._pieces: dict[int, bytes] = {}
-
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buffer = (C.llama_token * capacity)()
-        count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
-        if count < 0:  # buffer too small: llama.cpp reports the size it needs
-            capacity = -count
-            buffer = (C.llama_token * capacity)()
-            count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
-        return list(buffer[:count])
-
-    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
-        tokens: list[int] = []
-        for segment in segments:
-            tokens.extend(self.tokenize(segment.text, special=segment.special))
-        return tokens
-
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token (control tokens render as nothing)."""
-        cached = self._pieces.get(token)
-        if cached is None:
-            buffer = ctypes.create_string_buffer(64)
-            length = C.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
-            if length < 0:
-                buffer = ctypes.create_string_buffer(-length)
-                length = C.llama_token_to_piece(self.vocab, token, buffer, -length, 0, False)
-            cached = self._pieces[token] = buffer.raw[:length]
-        return cached
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
-
-    def is_end_of_generation(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
 
 
 class LlamaEngine:
@@ -215,6 +173,10 @@ class LlamaEngine:
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         return output_indices
+
+    def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> Sampler:
+        """A sampler for one sequence; the caller closes it when the sequence ends."""
+        return Sampler(params, self.tokenizer, self.ctx, prompt_tokens)
 
     def logits(self, batch_index: int) -> np.ndarray:
         pointer = C.llama_get_logits_ith(self.ctx, batch_index)

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import llama_cpp.llama_cpp as C
 
-from jisu.engine.llama import Tokenizer
+from jisu.engine.tokenizer import Tokenizer
+
 from jisu.types import InvalidRequest, SamplingParams
 
 
@@ -18,9 +19,10 @@ class Sampler:
     the RNG its position), so each sequence owns one and frees it when done.
     """
 
-    def __init__(self, params: SamplingParams, tokenizer: Tokenizer,
+    def __init__(self, params: SamplingParams, tokenizer: Tokenizer, ctx: C.llama_context_p,
                  prompt_tokens: Sequence[int] = ()) -> None:
         self.seed = params.seed if params.seed is not None else random.getrandbits(31)
+        self._ctx = ctx
         self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         try:
             self._build(params, tokenizer.vocab, tokenizer.n_vocab, prompt_tokens)
@@ -61,9 +63,9 @@ class Sampler:
         self._add(C.llama_sampler_init_temp(params.temperature))
         self._add(C.llama_sampler_init_dist(self.seed))
 
-    def sample(self, ctx: C.llama_context_p, batch_index: int) -> int:
-        """Pick the next token from the logits at `batch_index` and remember it."""
-        return C.llama_sampler_sample(self._chain, ctx, batch_index)
+    def sample(self, batch_index: int) -> int:
+        """Pick the next token from the logits at `batch_index` of the last decode."""
+        return C.llama_sampler_sample(self._chain, self._ctx, batch_index)
 
     def close(self) -> None:
         if self._chain:

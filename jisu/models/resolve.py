@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jisu.config import DEFAULT_MODEL_ALIAS, jisu_home
 from jisu.models.fetch import SourceUnreachable, pull
-from jisu.models.registry import STANDIN_ALIAS, lookup
+from jisu.models.registry import KNOWN_MODELS, STANDIN_ALIAS, lookup
 from jisu.models.store import ModelStore, check_gguf
 
 
@@ -30,6 +30,10 @@ def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool
     if spec and looks_like_path(spec):
         path = Path(spec).expanduser().resolve()
         check_gguf(path)
+        for model in KNOWN_MODELS.values():  # a known file keeps its name, wherever it lives
+            for variant in model.variants.values():
+                if variant.filename == path.name:
+                    return ResolvedModel(path, model.display_name, model.alias, variant.quant)
         return ResolvedModel(path=path, display_name=path.stem)
 
     store = ModelStore(jisu_home())

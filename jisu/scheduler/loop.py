@@ -19,7 +19,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from jisu.engine.llama import BatchSlice, KVCacheFull, LlamaEngine
-from jisu.engine.sampling import Sampler
 from jisu.scheduler.prefix_cache import PrefixCache, common_prefix_length
 from jisu.scheduler.request import Phase, Request, TextAssembler
 from jisu.types import (
@@ -215,7 +214,7 @@ class Scheduler:
                 reuse = 0
         request.n_past = request.cached_tokens = reuse
         self.counters.prompt_tokens_cached += reuse
-        request.sampler = Sampler(request.sampling, self._tokenizer, prompt)
+        request.sampler = self.engine.new_sampler(request.sampling, prompt)
         request.text = TextAssembler(request.sampling.stop)
         request.phase = Phase.PREFILL
         request.started_at = time.perf_counter()
@@ -251,7 +250,7 @@ class Scheduler:
                     request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
                     continue
                 request.phase = Phase.DECODE
-            self._accept(request, request.sampler.sample(self.engine.ctx, output))
+            self._accept(request, request.sampler.sample(output))
 
     def _plan_batch(self) -> tuple[list[BatchSlice], list[Request]]:
         slices: list[BatchSlice] = []
@@ -267,7 +266,13 @@ class Scheduler:
         for request in self._running:
             if request.phase is not Phase.PREFILL or capacity <= 0:
                 continue
-            take = min(capacity, request.prompt_remaining)
+            limit = request.prompt_remaining
+            if request.sampling.seed is not None and limit > 1:
+                # A seed promises the same answer every time. The last prompt token's logits
+                # differ in the last bits depending on what it was batched with, so it always
+                # runs alone: then a cold prompt and a cached prefix compute it identically.
+                limit -= 1
+            take = min(capacity, limit)
             chunk = request.prompt_tokens[request.n_past : request.n_past + take]
             finishes_prompt = take == request.prompt_remaining
             slices.append(BatchSlice(request.seq_id, chunk, request.n_past, finishes_prompt))
@@ -300,15 +305,16 @@ class Scheduler:
             return
         was_running = request.phase is not Phase.WAITING
         request.phase = Phase.DONE
+        if was_running:
+            self._running.remove(request)
         if request.text is not None:
             tail = request.text.finish()
             if tail:
                 request.emit(TextDelta(tail, []))
-        if was_running:
-            self._running.remove(request)
-            self._release_sequence(request, keep=True)
         self.counters.requests_finished += 1
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
+        if was_running:
+            self._release_sequence(request, keep=True)
 
     def _release_sequence(self, request: Request, keep: bool) -> None:
         """Give a finished request's sequence to the prefix cache, or free it."""
@@ -318,11 +324,14 @@ class Scheduler:
         seq_id, request.seq_id = request.seq_id, None
         if seq_id is None:
             return
-        if keep and request.n_past > 0:
-            for evicted in self._cache.add(seq_id, request.tokens_in_kv):
-                self._drop_cached(evicted)
-        else:
-            self._drop_cached(seq_id)
+        try:
+            if keep and request.n_past > 0:
+                for evicted in self._cache.add(seq_id, request.tokens_in_kv):
+                    self._drop_cached(evicted)
+                return
+        except Exception:
+            log.exception("could not cache sequence %s", seq_id)
+        self._drop_cached(seq_id)
 
     def _drop_cached(self, seq_id: int) -> None:
         self.engine.forget(seq_id)

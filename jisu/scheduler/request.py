@@ -7,12 +7,14 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from jisu.engine.detok import IncrementalDetokenizer
-from jisu.engine.sampling import Sampler
 from jisu.engine.stops import StopStringMatcher
 from jisu.types import Event, SamplingParams, Timings, Usage
+
+if TYPE_CHECKING:
+    from jisu.engine.sampling import Sampler
 
 _request_numbers = itertools.count(1)
 

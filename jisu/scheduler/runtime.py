@@ -29,30 +29,33 @@ class ModelInfo:
 
 
 class Runtime:
-    def __init__(
-        self,
-        model: ResolvedModel,
-        config: EngineConfig,
-        max_queue: int = DEFAULT_MAX_QUEUE,
-        cache_tokens: int | None = None,
-    ) -> None:
+    def __init__(self, engine, info: ModelInfo, parallel: int, max_queue: int = DEFAULT_MAX_QUEUE,
+                 cache_tokens: int | None = None) -> None:
+        """Start the engine thread for an already loaded engine (tests pass a fake one)."""
+        self.engine = engine
+        self.info = info
+        self.tokenizer = engine.tokenizer
+        self.scheduler = Scheduler(engine, parallel, max_queue, cache_tokens)
+
+    @classmethod
+    def load(cls, model: ResolvedModel, config: EngineConfig, max_queue: int = DEFAULT_MAX_QUEUE,
+             cache_tokens: int | None = None) -> Runtime:
+        """Load the model with llama.cpp and start serving it."""
         config.model_path = model.path
-        n_sequences = min(256, config.parallel + CACHED_SEQUENCES)
-        self.engine = LlamaEngine(config, n_sequences=n_sequences)
+        engine = LlamaEngine(config, n_sequences=min(256, config.parallel + CACHED_SEQUENCES))
         try:
-            self.scheduler = Scheduler(self.engine, config.parallel, max_queue, cache_tokens)
+            info = ModelInfo(
+                name=model.display_name if model.alias else (engine.metadata("general.name") or model.display_name),
+                id=model.alias or model.path.name,
+                quantization=model.quant or _quant_from_description(engine.description()),
+                context_size=engine.ctx_size,
+                path=str(model.path),
+                fallback_note=model.fallback_note,
+            )
+            return cls(engine, info, config.parallel, max_queue, cache_tokens)
         except BaseException:
-            self.engine.close()
+            engine.close()
             raise
-        self.tokenizer = self.engine.tokenizer
-        self.info = ModelInfo(
-            name=model.display_name if model.alias else (self.engine.metadata("general.name") or model.display_name),
-            id=model.alias or model.path.name,
-            quantization=model.quant or _quant_from_description(self.engine.description()),
-            context_size=self.engine.ctx_size,
-            path=str(model.path),
-            fallback_note=model.fallback_note,
-        )
 
     def chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
         return self.tokenizer.tokenize_segments(render_chat(messages, tools))

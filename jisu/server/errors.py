@@ -91,6 +91,11 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status_code)
         return respond(ApiError(error.status_code, str(error.detail), code=kind))
 
-    @app.exception_handler(Exception)
-    async def on_any(_: Request, error: Exception) -> JSONResponse:
+    async def on_known(_: Request, error: Exception) -> JSONResponse:
         return respond(as_api_error(error))
+
+    # Known errors get their own handlers: a handler for plain Exception runs only after
+    # Starlette has treated the error as a crash.
+    for kind in (ApiError, InvalidRequest, QueueFull, SchedulerClosed):
+        app.add_exception_handler(kind, on_known)
+    app.add_exception_handler(Exception, on_known)

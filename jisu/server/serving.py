@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+from jisu.scheduler.request import Request
 from jisu.scheduler.runtime import Runtime
 from jisu.server.errors import ApiError, model_not_found
 from jisu.server.metrics import Metrics
@@ -26,6 +27,7 @@ class PreparedRequest:
     prompt_tokens: list[int]
     sampling: SamplingParams
     endpoint: str
+    submitted: Request | None = None  # set once the scheduler has it; cancel() through it
 
 
 class Serving:
@@ -89,7 +91,7 @@ class Serving:
         def deliver(event: Event) -> None:  # runs on the engine thread
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        request = self.runtime.submit(prepared.prompt_tokens, prepared.sampling, deliver)
+        request = prepared.submitted = self.runtime.submit(prepared.prompt_tokens, prepared.sampling, deliver)
         done = False
         try:
             while not done:

@@ -16,12 +16,13 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from jisu.server.errors import ApiError, as_api_error, error_body
+from jisu.server.errors import ApiError, as_api_error, error_body, validation_error
 from jisu.server.protocol import ChatCompletionRequest, openai_finish_reason, usage_dict
-from jisu.server.serving import Serving
-from jisu.types import Failed, Finished, PrefillProgress, Queued, TextDelta
+from jisu.server.serving import PreparedRequest, Serving
+from jisu.types import Event, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()
 MAX_MESSAGE_BYTES = 8 << 20
@@ -32,33 +33,32 @@ async def chat_socket(socket: WebSocket) -> None:
     await socket.accept()
     serving: Serving = socket.app.state.serving
     answering: asyncio.Task | None = None
+    current: list[PreparedRequest] = []  # the answer in progress, for "cancel"
     try:
         while True:
-            raw = await socket.receive_text()
-            message = _parse(raw)
+            message = _parse(await socket.receive_text())
             if isinstance(message, ApiError):
-                await socket.send_json({"type": "error", **message.body})
+                await _send_error(socket, message)
                 continue
             kind = message.get("type")
+            busy = answering is not None and not answering.done()
             if kind == "cancel":
-                if answering and not answering.done():
-                    answering.cancel()
-                continue
-            if kind != "chat":
-                await socket.send_json({"type": "error", **error_body(
-                    f"unknown message type {kind!r}; expected 'chat' or 'cancel'", param="type")})
-                continue
-            if answering and not answering.done():
-                await socket.send_json({"type": "error", **error_body(
-                    "an answer is already being generated on this socket; cancel it first",
-                    code="busy")})
-                continue
-            answering = asyncio.create_task(_answer(socket, serving, message))
+                # The engine ends the answer within one step and the "done" event follows.
+                if busy and current and current[0].submitted:
+                    current[0].submitted.cancel()
+            elif kind != "chat":
+                await _send_error(socket, ApiError(
+                    400, f"unknown message type {kind!r}; expected 'chat' or 'cancel'", param="type"))
+            elif busy:
+                await _send_error(socket, ApiError(
+                    409, "an answer is already being generated on this socket; cancel it first", code="busy"))
+            else:
+                answering = asyncio.create_task(_answer(socket, serving, message, current))
     except WebSocketDisconnect:
         pass
     finally:
         if answering and not answering.done():
-            answering.cancel()  # the engine frees the sequence within one step
+            answering.cancel()  # leaving serving.events() cancels the request
 
 
 def _parse(raw: str) -> dict[str, Any] | ApiError:
@@ -73,45 +73,42 @@ def _parse(raw: str) -> dict[str, Any] | ApiError:
     return message
 
 
-async def _answer(socket: WebSocket, serving: Serving, message: dict[str, Any]) -> None:
-    cancelled = False
+async def _answer(socket: WebSocket, serving: Serving, message: dict[str, Any],
+                  current: list[PreparedRequest]) -> None:
     try:
         body = ChatCompletionRequest.model_validate({k: v for k, v in message.items() if k != "type"})
         prepared = serving.prepare_chat(body)
+        current[:] = [prepared]
         async for event in serving.events(prepared):
-            if isinstance(event, TextDelta):
-                await socket.send_json({"type": "token", "text": event.text})
-            elif isinstance(event, Queued):
-                await socket.send_json({"type": "queued", "position": event.position})
-            elif isinstance(event, PrefillProgress):
-                await socket.send_json({"type": "progress", "processed": event.processed, "total": event.total})
-            elif isinstance(event, Finished):
-                cancelled = event.reason.value == "cancelled"
-                await socket.send_json({
-                    "type": "done",
-                    "finish_reason": "cancelled" if cancelled else openai_finish_reason(event.reason),
-                    "usage": usage_dict(event.usage),
-                    "timings": event.timings.as_dict(),
-                })
-            elif isinstance(event, Failed):
-                await socket.send_json({"type": "error", **error_body(event.message, "server_error", code=event.code)})
-    except asyncio.CancelledError:
-        # Stop button: tell the client the answer ended here, if it is still listening.
-        try:
-            await socket.send_json({"type": "done", "finish_reason": "cancelled"})
-        except Exception:
-            pass
+            await socket.send_json(_event_message(event))
     except ValidationError as error:
-        from fastapi.exceptions import RequestValidationError
-        from jisu.server.errors import validation_error
-        api = validation_error(RequestValidationError(error.errors()))
-        await _send_error(socket, api)
+        await _send_error(socket, validation_error(RequestValidationError(error.errors())))
     except Exception as error:
         await _send_error(socket, as_api_error(error))
+    finally:
+        current.clear()
+
+
+def _event_message(event: Event) -> dict[str, Any]:
+    if isinstance(event, TextDelta):
+        return {"type": "token", "text": event.text}
+    if isinstance(event, Queued):
+        return {"type": "queued", "position": event.position}
+    if isinstance(event, PrefillProgress):
+        return {"type": "progress", "processed": event.processed, "total": event.total}
+    if isinstance(event, Finished):
+        cancelled = event.reason is FinishReason.CANCELLED
+        return {
+            "type": "done",
+            "finish_reason": "cancelled" if cancelled else openai_finish_reason(event.reason),
+            "usage": usage_dict(event.usage),
+            "timings": event.timings.as_dict(),
+        }
+    return {"type": "error", **error_body(event.message, "server_error", code=event.code)}
 
 
 async def _send_error(socket: WebSocket, api: ApiError) -> None:
     try:
         await socket.send_json({"type": "error", "status": api.status, **api.body})
-    except Exception:
+    except Exception:  # the client is gone; nobody is left to tell
         pass

@@ -1,0 +1,3 @@
+from jisu.cli.main import main
+
+main()

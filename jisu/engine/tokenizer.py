@@ -1,0 +1,54 @@
+"""Text <-> token ids through llama.cpp's vocabulary."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Sequence
+
+import llama_cpp.llama_cpp as C
+
+from jisu.engine.template import Segment
+
+
+class Tokenizer:
+    """Text <-> token ids. Reads only the vocabulary, so any thread may call it."""
+
+    def __init__(self, vocab: C.llama_vocab_p) -> None:
+        self.vocab = vocab
+        self.n_vocab = C.llama_vocab_n_tokens(vocab)
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (C.llama_token * capacity)()
+        count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+        if count < 0:  # buffer too small: llama.cpp reports the size it needs
+            capacity = -count
+            buffer = (C.llama_token * capacity)()
+            count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+        return list(buffer[:count])
+
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        tokens: list[int] = []
+        for segment in segments:
+            tokens.extend(self.tokenize(segment.text, special=segment.special))
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (control tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buffer = ctypes.create_string_buffer(64)
+            length = C.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
+            if length < 0:
+                buffer = ctypes.create_string_buffer(-length)
+                length = C.llama_token_to_piece(self.vocab, token, buffer, -length, 0, False)
+            cached = self._pieces[token] = buffer.raw[:length]
+        return cached
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))

@@ -1,0 +1,134 @@
+"""A fake engine behind the real engine's interface, for fast tests of scheduling logic.
+
+Tokens are bytes (0-255) plus three control tokens. The fake keeps each sequence's "KV"
+as a token list and checks every batch against it, so a scheduler that feeds a token at
+the wrong position, reuses a prefix it does not hold, or forgets to free a sequence fails
+loudly. Its "model" answers with a scripted text, then an end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from jisu.engine.llama import BatchSlice, KVCacheFull
+from jisu.engine.template import Segment
+from jisu.scheduler.runtime import ModelInfo, Runtime
+from jisu.types import SamplingParams
+
+SPECIALS = {"<|im_start|>": 256, "<|im_end|>": 257, "<|endoftext|>": 258}
+END_OF_TURN = 257
+
+
+class ByteTokenizer:
+    n_vocab = 259
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        tokens: list[int] = []
+        rest = text
+        while rest:
+            if special:
+                marker = next((m for m in SPECIALS if rest.startswith(m)), None)
+                if marker:
+                    tokens.append(SPECIALS[marker])
+                    rest = rest[len(marker):]
+                    continue
+            tokens.extend(rest[0].encode())
+            rest = rest[1:]
+        return tokens
+
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        return [t for s in segments for t in self.tokenize(s.text, s.special)]
+
+    def piece(self, token: int) -> bytes:
+        return bytes([token]) if token < 256 else b""
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token in (257, 258)
+
+
+@dataclass
+class FakeEngine:
+    answer: Callable[[str], str] = lambda prompt: "Hello from the fake model!"
+    ctx_size: int = 2048
+    kv_cells: int = 4096
+    n_sequences: int = 12
+    batch_capacity: int = 64
+    step_delay_s: float = 0.0
+    fail_on_step: int | None = None  # raise inside decode on this step number
+
+    tokenizer: ByteTokenizer = field(default_factory=ByteTokenizer)
+    kv: dict[int, list[int]] = field(default_factory=dict)
+    batches: list[list[BatchSlice]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
+        with self.lock:
+            self.batches.append(list(slices))
+            step = len(self.batches)
+        if self.step_delay_s:
+            time.sleep(self.step_delay_s)
+        if self.fail_on_step == step:
+            raise RuntimeError("simulated engine failure")
+        total = sum(len(s.tokens) for s in slices)
+        assert total <= self.batch_capacity, "batch over capacity"
+        if self.cells_in_use() + total > self.kv_cells:
+            raise KVCacheFull("fake KV cache full")
+        outputs, index = [], 0
+        for piece in slices:
+            held = self.kv.setdefault(piece.seq_id, [])
+            assert piece.start_pos == len(held), (
+                f"seq {piece.seq_id}: batch starts at {piece.start_pos} but the KV holds {len(held)} tokens")
+            held.extend(piece.tokens)
+            index += len(piece.tokens)
+            outputs.append(index - 1 if piece.want_logits else None)
+        return outputs
+
+    def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> "ScriptedSampler":
+        prompt = self.tokenizer.detokenize(prompt_tokens)
+        return ScriptedSampler(list(self.answer(prompt).encode()) + [END_OF_TURN])
+
+    def forget(self, seq_id: int, start: int = 0) -> None:
+        held = self.kv.get(seq_id, [])
+        del held[start:]
+
+    def share_prefix(self, source: int, target: int, length: int) -> None:
+        held = self.kv.get(source, [])
+        assert len(held) >= length, f"seq {source} holds {len(held)} tokens, asked to share {length}"
+        self.kv[target] = list(held[:length])
+
+    def cells_in_use(self) -> int:
+        return sum(len(tokens) for tokens in self.kv.values())
+
+    def sequences_holding_tokens(self) -> int:
+        return sum(1 for tokens in self.kv.values() if tokens)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class ScriptedSampler:
+    script: list[int]
+    closed: bool = False
+
+    def sample(self, batch_index: int) -> int:
+        assert batch_index is not None, "sampled a slice that asked for no logits"
+        return self.script.pop(0) if self.script else END_OF_TURN
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_runtime(engine: FakeEngine | None = None, parallel: int = 4, max_queue: int = 64,
+                 cache_tokens: int | None = None) -> Runtime:
+    engine = engine or FakeEngine()
+    info = ModelInfo(name="Fake-0.5B", id="fake-model", quantization="q4_0",
+                     context_size=engine.ctx_size, path="/dev/null", fallback_note=None)
+    return Runtime(engine, info, parallel, max_queue, cache_tokens)

@@ -1,0 +1,109 @@
+"""`jisu ask` and `jisu chat` as users run them: real processes, pipes, exit codes."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+JISU = [sys.executable, "-m", "jisu.cli"]
+
+
+def jisu(*args, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(JISU + list(args), input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ask_with_piped_stdin_writes_only_the_answer(model_path, tmp_path):
+    source = "function add(a, b) {\n  return a + b;\n}\n"
+    result = jisu("ask", "Convert this JavaScript to TypeScript. Reply with only the code.",
+                  "--model", str(model_path), "--temperature", "0", "--max-tokens", "80", stdin=source)
+    assert result.returncode == 0, result.stderr
+    assert "number" in result.stdout, result.stdout  # typed parameters
+    assert "add" in result.stdout
+    assert result.stderr == "", "nothing but the answer when all goes well"
+
+
+def test_ask_verbose_reports_speed_on_stderr(model_path):
+    result = jisu("ask", "Say hi.", "--model", str(model_path), "--temperature", "0",
+                  "--max-tokens", "8", "-v")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"time to first token [\d.]+ s", result.stderr)
+    assert re.search(r"[\d.]+ tokens/s", result.stderr)
+    assert "tokens/s" not in result.stdout
+
+
+def test_ask_too_long_prompt_is_a_clear_error(model_path):
+    result = jisu("ask", "Summarise:", "--model", str(model_path), "--ctx-size", "256",
+                  stdin="北京 上海 广州 深圳 " * 200)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jisu: error:"), result.stderr
+    assert "256" in lines[0] and re.search(r"prompt has \d{3,} tokens", lines[0])
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["ask", "hi", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["ask", "hi", "--model", "/nonexistent/x.gguf"], "x.gguf: no such file"),
+        (["ask", "hi", "--temperature", "hot"], "'hot' is not a valid float"),
+        (["ask", "hi", "--temperature", "9"], "temperature must be in"),
+        (["ask", "hi", "--ctx-size", "99999999"], "--ctx-size"),
+        (["chat", "--bogus-flag"], "No such option"),
+        (["ask"], "nothing to ask"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(args, fragment):
+    result = jisu(*args, stdin="")
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_non_gguf_file_is_named_in_the_error(tmp_path):
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("not a model")
+    result = jisu("ask", "hi", "--model", str(fake))
+    assert result.returncode == 2
+    assert "notes.gguf: not a GGUF model file" in result.stderr
+
+
+def test_chat_through_a_pipe_remembers_turn_one_after_ten_turns(model_path):
+    turns = ["Remember this: my lucky number is 4721. Just say OK."]
+    turns += [f"Give one word that rhymes with '{w}'." for w in
+              ("cat", "day", "light", "blue", "tree", "rain", "book", "star")]
+    turns += ["What is my lucky number? Reply with just the number."]
+    result = jisu("chat", "--model", str(model_path), "--temperature", "0", "--max-tokens", "24",
+                  stdin="\n".join(turns) + "\n", timeout=600)
+    assert result.returncode == 0, result.stderr
+    answers = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(answers) >= 10, result.stdout
+    assert "4721" in answers[-1], f"the 10th answer forgot turn 1: {answers[-1]!r}"
+
+
+def test_chat_commands_reset_forgets_the_conversation(model_path):
+    turns = ["My name is Zhang Wei. Just say OK.", "/reset", "What is my name? If you don't know, say UNKNOWN."]
+    result = jisu("chat", "--model", str(model_path), "--temperature", "0", "--max-tokens", "24",
+                  stdin="\n".join(turns) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "conversation cleared" in result.stderr
+    assert "Zhang" not in result.stdout.splitlines()[-1]
+
+
+def test_ctrl_c_stops_the_answer_but_not_the_chat(model_path):
+    process = subprocess.Popen(JISU + ["chat", "--model", str(model_path), "--temperature", "0",
+                                       "--max-tokens", "400"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdin.write("Write a very long essay about the history of China.\n")
+    process.stdin.flush()
+    first = process.stdout.read(20)  # the answer has started streaming
+    assert first
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate("Reply with just the word: pineapple\n", timeout=300)
+    assert process.returncode == 0, err
+    assert "(stopped)" in err
+    assert "pineapple" in out.lower(), "the chat must go on after Ctrl-C"

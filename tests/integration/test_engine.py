@@ -1,0 +1,102 @@
+"""The real engine on the real (stand-in) model: determinism, seeds, Chinese, stops, limits."""
+
+from __future__ import annotations
+
+import json
+
+import jinja2.sandbox
+import pytest
+
+from helpers import run_chat
+from jisu.engine.template import prompt_text, render_chat
+from jisu.types import ChatMessage, ContextOverflow, FinishReason, SamplingParams
+
+
+def test_handwritten_template_matches_the_models_own(runtime):
+    """Our Python ChatML must equal what the GGUF's Jinja template renders (in a sandbox)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment()
+    env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+    template = env.from_string(runtime.engine.chat_template())
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "天气",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    conversations = [
+        ([ChatMessage("user", "你好")], None),
+        ([ChatMessage("system", "Be brief."), ChatMessage("user", "a"), ChatMessage("assistant", "b"),
+          ChatMessage("user", "c")], None),
+        ([ChatMessage("user", "weather?"),
+          ChatMessage("assistant", "", tool_calls=[{"id": "1", "type": "function", "function": {
+              "name": "get_weather", "arguments": '{"city": "北京"}'}}]),
+          ChatMessage("tool", "sunny", tool_call_id="1"), ChatMessage("tool", "25C", tool_call_id="1")],
+         [tool]),
+    ]
+    for messages, tools in conversations:
+        as_dicts = []
+        for m in messages:
+            d = {"role": m.role, "content": m.content}
+            if m.tool_calls:
+                d["tool_calls"] = [{"function": {"name": c["function"]["name"],
+                                                 "arguments": json.loads(c["function"]["arguments"])}}
+                                   for c in m.tool_calls]
+            as_dicts.append(d)
+        expected = template.render(messages=as_dicts, tools=tools, add_generation_prompt=True)
+        assert prompt_text(render_chat(messages, tools)) == expected
+
+
+def test_segmented_tokens_equal_whole_prompt_tokens(runtime):
+    """Tokenizing text and control markers apart must give the ids llama.cpp gives the whole."""
+    messages = [ChatMessage("system", "你是助手。"), ChatMessage("user", "Hello, 世界!\n  code: x=1")]
+    segmented = runtime.tokenizer.tokenize_segments(render_chat(messages))
+    whole = runtime.tokenizer.tokenize(prompt_text(render_chat(messages)), special=True)
+    assert segmented == whole
+
+
+def test_greedy_answers_are_deterministic(runtime):
+    first, _ = run_chat(runtime, "Name three colors.", temperature=0, max_tokens=24)
+    second, _ = run_chat(runtime, "Name three colors.", temperature=0, max_tokens=24)
+    assert first and first == second, "temperature 0 must give the same answer every time"
+
+
+def test_same_seed_repeats_and_other_seeds_differ(runtime):
+    prompt = "Write a short poem about the sea."
+    a, _ = run_chat(runtime, prompt, temperature=1.0, top_p=1.0, top_k=0, seed=1234, max_tokens=24)
+    b, _ = run_chat(runtime, prompt, temperature=1.0, top_p=1.0, top_k=0, seed=1234, max_tokens=24)
+    assert a == b, "same seed + same input must give the same output"
+    others = {run_chat(runtime, prompt, temperature=1.0, top_p=1.0, top_k=0, seed=s, max_tokens=24)[0]
+              for s in (1, 2, 3)}
+    assert len(others | {a}) > 1, "different seeds should explore different answers"
+
+
+def test_chinese_answer_has_no_replacement_characters(runtime):
+    text, finished = run_chat(runtime, "请用中文介绍一下长城，写三句话。", temperature=0, max_tokens=80)
+    assert "\ufffd" not in text
+    assert sum("\u4e00" <= ch <= "\u9fff" for ch in text) >= 10, text
+
+
+def test_max_tokens_is_respected_exactly(runtime):
+    text, finished = run_chat(runtime, "Count from 1 to 100, separated by commas.", temperature=0, max_tokens=7)
+    assert finished.reason is FinishReason.LENGTH
+    assert finished.usage.completion_tokens == 7
+
+
+def test_stop_string_ends_the_answer_and_is_not_shown(runtime):
+    text, finished = run_chat(runtime, "Count from 1 to 20, separated by commas.", temperature=0,
+                              max_tokens=80, stop=["7"])
+    assert finished.reason is FinishReason.STOP
+    assert "7" not in text and "6" in text
+
+
+def test_end_of_turn_stops_generation(runtime):
+    text, finished = run_chat(runtime, "Reply with just the word: yes", temperature=0, max_tokens=50)
+    assert finished.reason is FinishReason.STOP
+    assert "<|im_end|>" not in text and finished.usage.completion_tokens < 50
+
+
+def test_too_long_prompt_is_refused_with_both_counts(runtime):
+    long_text = "长城 " * 5000
+    tokens = runtime.chat_tokens([ChatMessage("user", long_text)])
+    with pytest.raises(ContextOverflow) as error:
+        runtime.scheduler.check_fits(len(tokens), None)
+    message = str(error.value)
+    assert str(len(tokens)) in message and "4096" in message
+    with pytest.raises(ContextOverflow):
+        runtime.submit(tokens, SamplingParams(), lambda event: None)

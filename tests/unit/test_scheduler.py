@@ -1,0 +1,255 @@
+"""Scheduling logic on the fake engine: batching, prefix reuse, queueing, cancellation."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import pytest
+
+from fakes import FakeEngine, fake_runtime
+from jisu.engine.template import render_chat
+from jisu.scheduler.loop import QueueFull
+from jisu.scheduler.request import Request
+from jisu.types import (
+    ChatMessage,
+    ContextOverflow,
+    Failed,
+    Finished,
+    FinishReason,
+    PrefillProgress,
+    Queued,
+    SamplingParams,
+    TextDelta,
+)
+
+GREEDY = SamplingParams(temperature=0)
+
+
+def collect(runtime, tokens, sampling=GREEDY):
+    text, events = [], []
+    for event in runtime.stream(tokens, sampling):
+        events.append(event)
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+    return "".join(text), events
+
+
+def submit(runtime, tokens, sampling=GREEDY):
+    events: queue.Queue = queue.Queue()
+    request = runtime.submit(tokens, sampling, events.put)
+    return request, events
+
+
+def wait_finished(events: queue.Queue, timeout: float = 10) -> list:
+    seen = []
+    while True:
+        event = events.get(timeout=timeout)
+        seen.append(event)
+        if isinstance(event, (Finished, Failed)):
+            return seen
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture
+def runtime(engine):
+    with fake_runtime(engine) as rt:
+        yield rt
+
+
+def prompt(runtime, text: str) -> list[int]:
+    return runtime.chat_tokens([ChatMessage("user", text)])
+
+
+def test_answer_streams_and_finishes_with_usage(runtime):
+    text, events = collect(runtime, prompt(runtime, "hi"))
+    assert text == "Hello from the fake model!"
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.reason is FinishReason.STOP
+    assert finished.usage.completion_tokens == len(text)
+    assert finished.timings.time_to_first_token_s > 0
+
+
+def test_requests_run_together_in_one_batch(engine):
+    engine.step_delay_s = 0.01
+    with fake_runtime(engine, parallel=3) as runtime:
+        handles = [submit(runtime, prompt(runtime, f"question {i}")) for i in range(3)]
+        for _, events in handles:
+            assert isinstance(wait_finished(events)[-1], Finished)
+    widest = max(len({s.seq_id for s in batch}) for batch in engine.batches)
+    assert widest == 3, "continuous batching must decode all running sequences in one call"
+
+
+def test_a_finished_request_leaves_without_waiting_for_others(engine):
+    engine.answer = lambda p: "x" * (3 if "short" in p else 60)
+    engine.step_delay_s = 0.005
+    with fake_runtime(engine, parallel=2) as runtime:
+        _, long_events = submit(runtime, prompt(runtime, "long"))
+        _, short_events = submit(runtime, prompt(runtime, "short"))
+        wait_finished(short_events)
+        assert long_events.qsize() < 60, "the short answer finished while the long one still runs"
+        wait_finished(long_events)
+
+
+def test_max_tokens_and_stop_strings(runtime):
+    text, events = collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, max_tokens=5))
+    assert text == "Hello" and events[-1].reason is FinishReason.LENGTH
+    text, events = collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, stop=["fake"]))
+    assert text == "Hello from the " and events[-1].reason is FinishReason.STOP
+
+
+def test_next_turn_reuses_the_cached_conversation(runtime, engine):
+    first_messages = [ChatMessage("user", "first question")]
+    first = render_chat(first_messages)
+    answer, _ = collect(runtime, runtime.tokenizer.tokenize_segments(first))
+    before = runtime.scheduler.counters.prompt_tokens_processed
+    second_messages = first_messages + [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
+    second = runtime.chat_tokens(second_messages)
+    collect(runtime, second)
+    processed = runtime.scheduler.counters.prompt_tokens_processed - before
+    new_turn = len(runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\nand then?<|im_end|>\n"
+                                              "<|im_start|>assistant\n", special=True))
+    assert processed == new_turn, "turn 2 must only process what turn 1 did not already hold"
+
+
+def test_shared_system_prompt_is_reused_across_users(runtime):
+    system = ChatMessage("system", "You are a helpful assistant who answers briefly. " * 4)
+    collect(runtime, runtime.chat_tokens([system, ChatMessage("user", "alpha")]))
+    before = runtime.scheduler.counters.prompt_tokens_cached
+    _, events = collect(runtime, runtime.chat_tokens([system, ChatMessage("user", "beta")]))
+    assert events[-1].usage.cached_tokens > 200
+    assert runtime.scheduler.counters.prompt_tokens_cached - before == events[-1].usage.cached_tokens
+
+
+def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
+    engine.step_delay_s = 0.002
+    engine.answer = lambda p: "y" * 40
+    with fake_runtime(engine, parallel=2) as runtime:
+        _, decoding = submit(runtime, prompt(runtime, "short"))
+        wait_until(lambda: any(isinstance(e, TextDelta) for e in list(decoding.queue)))
+        long_request, long_events = submit(runtime, prompt(runtime, "z" * 300))
+        seen = wait_finished(long_events)
+        wait_finished(decoding)
+    progress = [e for e in seen if isinstance(e, PrefillProgress)]
+    assert len(progress) >= 3, "a long prompt must arrive in several chunks"
+    long_seq_batches = [b for b in engine.batches if any(len(s.tokens) > 1 for s in b)]
+    assert any(any(len(s.tokens) == 1 for s in b) for b in long_seq_batches), \
+        "prefill chunks must share steps with the running answer's decode"
+
+
+def test_queue_overflow_is_refused(engine):
+    engine.step_delay_s = 0.02
+    with fake_runtime(engine, parallel=1, max_queue=1) as runtime:
+        tokens = prompt(runtime, "hi")
+        first, first_events = submit(runtime, tokens)
+        wait_until(lambda: runtime.scheduler.stats()["running"] == 1)
+        second, second_events = submit(runtime, tokens)
+        with pytest.raises(QueueFull):
+            submit(runtime, tokens)
+        first.cancel()
+        second.cancel()
+        wait_finished(first_events)
+        wait_finished(second_events)
+
+
+def test_queued_requests_learn_their_position(engine):
+    engine.step_delay_s = 0.01
+    with fake_runtime(engine, parallel=1) as runtime:
+        tokens = prompt(runtime, "hi")
+        handles = [submit(runtime, tokens) for _ in range(3)]
+        positions = [[e.position for e in wait_finished(ev) if isinstance(e, Queued)] for _, ev in handles]
+    assert positions[2][0] >= 1 and positions[2][-1] == 0, positions
+
+
+@pytest.mark.parametrize("phase", ["queued", "prefill", "decode"])
+def test_cancel_frees_everything(engine, phase):
+    engine.step_delay_s = 0.01
+    engine.answer = lambda p: "z" * 500
+    engine.batch_capacity = 16  # a long prompt takes many steps
+    with fake_runtime(engine, parallel=1) as runtime:
+        blocker, blocker_events = submit(runtime, prompt(runtime, "first"))
+        if phase != "queued":
+            blocker.cancel()
+            wait_finished(blocker_events)
+        target, events = submit(runtime, prompt(runtime, "p" * 400))
+        if phase == "queued":
+            wait_until(lambda: runtime.scheduler.stats()["queued"] == 1)
+        elif phase == "prefill":
+            wait_until(lambda: any(isinstance(e, PrefillProgress) for e in list(events.queue)))
+        else:
+            wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
+        target.cancel()
+        finished = wait_finished(events)[-1]
+        assert isinstance(finished, Finished) and finished.reason is FinishReason.CANCELLED
+        if phase == "queued":
+            blocker.cancel()
+            wait_finished(blocker_events)
+        wait_until(lambda: runtime.scheduler.stats()["running"] == 0)
+        assert runtime.scheduler.stats()["queued"] == 0
+
+
+def test_engine_failure_fails_requests_but_not_the_engine_thread(engine):
+    engine.fail_on_step = 3
+    with fake_runtime(engine) as runtime:
+        _, events = collect(runtime, prompt(runtime, "hi"))
+        assert isinstance(events[-1], Failed) and "simulated engine failure" in events[-1].message
+        text, events = collect(runtime, prompt(runtime, "again"))
+        assert isinstance(events[-1], Finished) and text, "the engine thread must keep serving"
+
+
+def test_consumer_that_raises_loses_only_its_request(runtime):
+    def broken_sink(event):
+        raise RuntimeError("event loop closed")
+
+    request = runtime.submit(prompt(runtime, "a"), GREEDY, broken_sink)
+    wait_until(lambda: request.cancelled)
+    text, _ = collect(runtime, prompt(runtime, "b"))
+    assert text == "Hello from the fake model!"
+
+
+def test_prompt_plus_max_tokens_beyond_context_is_refused(runtime):
+    tokens = prompt(runtime, "x" * 2000)
+    with pytest.raises(ContextOverflow) as error:
+        runtime.submit(tokens, SamplingParams(max_tokens=100), lambda e: None)
+    assert error.value.prompt_tokens == len(tokens) and error.value.context_size == 2048
+
+
+def test_answer_stops_at_the_context_window(engine):
+    engine.answer = lambda p: "w" * 5000
+    with fake_runtime(engine) as runtime:
+        tokens = prompt(runtime, "x" * 1900)
+        text, events = collect(runtime, tokens)
+    assert events[-1].reason is FinishReason.LENGTH
+    assert len(tokens) + len(text) <= engine.ctx_size
+
+
+def test_stress_random_cancellations_leave_no_sequence_behind(engine):
+    import random
+
+    rng = random.Random(7)
+    engine.step_delay_s = 0.001
+    engine.answer = lambda p: "r" * rng.randint(1, 80)
+    with fake_runtime(engine, parallel=4, max_queue=64) as runtime:
+        handles = []
+        for i in range(40):
+            request, events = submit(runtime, prompt(runtime, f"q{i} " * rng.randint(1, 30)))
+            handles.append((request, events))
+            if rng.random() < 0.3:
+                threading.Timer(rng.random() * 0.05, request.cancel).start()
+        for _, events in handles:
+            assert isinstance(wait_finished(events, timeout=30)[-1], (Finished, Failed))
+        stats = runtime.scheduler.stats()
+    assert stats["running"] == 0 and stats["queued"] == 0
+    assert stats["free_sequences"] + stats["cached_sequences"] == engine.n_sequences, "a sequence leaked"
