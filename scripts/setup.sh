@@ -40,10 +40,10 @@ fi
 
 if [ "$extras" = test ]; then
     .venv/bin/python -m pip install --quiet --find-links "$wheel_dir" -e ".[test]"
-    if ! command -v chromium >/dev/null; then
+    if ! dpkg -s chromium fonts-wqy-microhei >/dev/null 2>&1; then
         echo "Installing Debian's chromium for the browser tests ..." >&2
         sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-        $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq chromium >/dev/null
+        $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
     fi
     .venv/bin/jisu pull qwen2.5-coder-0.5b-instruct >/dev/null
 else

@@ -1,7 +1,9 @@
-"""Start a real `jisu serve` process for a test module and stop it afterwards."""
+"""Start a real `jisu serve` process for tests and stop it afterwards."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +13,9 @@ from pathlib import Path
 
 import httpx
 
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"  # git-ignored: server logs, screenshots
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -19,30 +24,38 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model: Path, *extra_args: str, startup_timeout: float = 120):
+def running_server(model: Path, *extra_args: str, name: str = "server", startup_timeout: float = 180,
+                   env: dict[str, str] | None = None):
+    """Yield the base URL of a healthy `jisu serve`; its output goes to test-artifacts/."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jisu.cli", "serve", "--model", str(model), "--port", str(port), *extra_args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"{name}-{port}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jisu.cli", "serve", "--model", str(model), "--port", str(port),
+             *extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"jisu serve exited early: {process.stderr.read()}")
+                raise RuntimeError(f"jisu serve exited early:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("jisu serve did not become healthy in time")
+                raise RuntimeError(f"jisu serve not healthy in time:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)

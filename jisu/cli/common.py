@@ -78,10 +78,11 @@ def make_sampling(temperature: float, top_p: float, top_k: int, max_tokens: int 
 
 def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: int,
                  parallel: int = DEFAULT_PARALLEL, **runtime_options):
+    from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
     from jisu.scheduler.runtime import Runtime
 
-    resolved = resolve_model(model, quant)
+    resolved = resolve_model(model, quant, quantizer=quantize)
     config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel)
     return Runtime.load(resolved, config, **runtime_options)
 

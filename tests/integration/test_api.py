@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 import httpx
 import openai
 import pytest
-import websockets
+from websockets.sync.client import connect
 
 from live_server import running_server
 
@@ -155,26 +154,24 @@ def test_client_disconnect_cancels_generation(server):
 
 
 def test_websocket_round_trip_and_cancel(server):
-    async def scenario():
-        async with websockets.connect(server.replace("http", "ws") + "/v1/ws") as socket:
-            await socket.send(json.dumps({"type": "chat", "temperature": 0, "max_tokens": 12,
-                                          "messages": [{"role": "user", "content": "Say hello."}]}))
-            events = []
-            while not events or events[-1]["type"] not in ("done", "error"):
-                events.append(json.loads(await socket.recv()))
-            assert events[-1]["type"] == "done", events[-1]
-            assert "".join(e["text"] for e in events if e["type"] == "token")
-            assert events[-1]["timings"]["time_to_first_token_ms"] > 0
+    with connect(server.replace("http", "ws") + "/v1/ws") as socket:
+        receive = lambda: json.loads(socket.recv(timeout=120))  # noqa: E731
+        socket.send(json.dumps({"type": "chat", "temperature": 0, "max_tokens": 12,
+                                "messages": [{"role": "user", "content": "Say hello."}]}))
+        events = []
+        while not events or events[-1]["type"] not in ("done", "error"):
+            events.append(receive())
+        assert events[-1]["type"] == "done", events[-1]
+        assert "".join(e["text"] for e in events if e["type"] == "token")
+        assert events[-1]["timings"]["time_to_first_token_ms"] > 0
 
-            await socket.send(json.dumps({"type": "chat", "max_tokens": 2000,
-                                          "messages": [{"role": "user", "content": "Write a long story."}]}))
-            event = json.loads(await socket.recv())
-            while event["type"] != "token":
-                event = json.loads(await socket.recv())
-            await socket.send(json.dumps({"type": "cancel"}))
-            while event["type"] != "done":
-                event = json.loads(await socket.recv())
-            assert event["finish_reason"] == "cancelled"
-
-    asyncio.run(scenario())
+        socket.send(json.dumps({"type": "chat", "max_tokens": 2000,
+                                "messages": [{"role": "user", "content": "Write a long story."}]}))
+        event = receive()
+        while event["type"] != "token":
+            event = receive()
+        socket.send(json.dumps({"type": "cancel"}))
+        while event["type"] != "done":
+            event = receive()
+        assert event["finish_reason"] == "cancelled"
     assert engine_idle(server)

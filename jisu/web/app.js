@@ -1,0 +1,238 @@
+// Entry point: wires the header (model, role, language, theme), the settings dialog, the
+// connection banner, the sidebar and the chat view together. State that outlives a page load
+// is in store.js; everything here is glue.
+
+import * as chat from "./chat.js";
+import { applyI18n, getLang, PRESET_KEYS, preset, presetOf, setLang, t } from "./i18n.js";
+import { fillIcons, icon } from "./icons.js";
+import { draw as drawSidebar, initSidebar, refreshSidebar } from "./sidebar.js";
+import { ChatSocket } from "./socket.js";
+import { loadSettings, putConversation, saveSettings } from "./store.js";
+
+const $ = (id) => document.getElementById(id);
+const systemDark = matchMedia("(prefers-color-scheme: dark)");
+const settings = loadSettings();
+const socket = new ChatSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`, onConnection);
+let model = null; // the entry of /v1/models, once fetched
+let modelTried = false; // before the first answer the header says "connecting"
+let connection = { state: "connecting" };
+let everFailed = false; // no banner while the very first connection is being made
+
+boot();
+
+async function boot() {
+  fillIcons();
+  applyI18n(document);
+  applyTheme();
+  buildRoleSelect();
+  chat.initChat({ socket, settings, onSaved: () => refreshSidebar(), onNewChat: newChat });
+  initSidebar({
+    currentId: () => chat.currentConversation()?.id,
+    onOpen: (conversation) => {
+      chat.openConversation(conversation);
+      syncRole();
+      drawSidebar();
+    },
+    onNew: () => newChat(),
+    onDeleted,
+    onRenamed,
+  });
+  initHeader();
+  initSettings();
+  newChat();
+  socket.connect();
+  loadModel();
+  await refreshSidebar();
+  document.body.dataset.ready = "true"; // tests wait for this
+}
+
+function newChat(prefill = "") {
+  chat.openConversation(chat.blankConversation(settings));
+  syncRole();
+  drawSidebar();
+  if (prefill) {
+    const input = $("chat-input");
+    input.value = prefill;
+    input.dispatchEvent(new Event("input"));
+  }
+}
+
+function onDeleted(id) {
+  chat.forgetConversation(id);
+  if (chat.currentConversation()?.id === id) newChat();
+}
+
+async function onRenamed(renamed) {
+  const current = chat.currentConversation();
+  if (current?.id === renamed.id) {
+    current.title = renamed.title; // the chat's copy may hold newer messages: save that one
+    await chat.saveConversation(current);
+  } else {
+    await putConversation(renamed);
+  }
+}
+
+// ---- header: model, role, language, theme ----------------------------------------------
+
+function initHeader() {
+  $("lang-toggle").addEventListener("click", () => switchLang(getLang() === "zh" ? "en" : "zh"));
+  $("theme-toggle").addEventListener("click", () => {
+    // The toggle flips what is on screen; "follow the system" is in Settings.
+    settings.theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+    saveSettings(settings);
+    applyTheme();
+  });
+  $("role-select").addEventListener("change", (event) => setRole(event.target.value));
+  $("conn-retry").addEventListener("click", () => socket.connect());
+  systemDark.addEventListener("change", applyTheme);
+}
+
+async function loadModel() {
+  try {
+    const response = await fetch("/v1/models", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    model = (await response.json()).data[0];
+  } catch {
+    model = null; // retried when the socket (re)connects
+  }
+  modelTried = true;
+  showModel();
+}
+
+function showModel() {
+  const name = $("model-name");
+  name.removeAttribute("data-i18n"); // from now on the text is the model's, not a UI string
+  name.textContent = model ? model.name : t("modelUnknown");
+  name.title = name.textContent; // in full, where a phone has to clip it
+  const quant = $("model-quant");
+  quant.hidden = !model?.quantization;
+  quant.textContent = model?.quantization || "";
+  $("model-info").title = model ? `${model.id} · ${t("contextSize", { n: model.context_size })}` : "";
+  const note = $("fallback-note");
+  note.hidden = !model?.fallback_note;
+  note.textContent = model?.fallback_note ? t("fallbackPrefix") + model.fallback_note : "";
+  document.title = model ? `${model.name} · ${t("appTitle")}` : t("appTitle");
+}
+
+function buildRoleSelect() {
+  const select = $("role-select");
+  const options = PRESET_KEYS.map((key) => new Option(preset(key)[0], key));
+  options.push(new Option(t("roleCustom"), "custom"));
+  select.replaceChildren(...options);
+  syncRole();
+}
+
+function syncRole() {
+  const conversation = chat.currentConversation();
+  if (conversation) $("role-select").value = conversation.role;
+}
+
+function setRole(role) {
+  settings.role = role;
+  saveSettings(settings);
+  const conversation = chat.currentConversation();
+  conversation.role = role;
+  conversation.system = chat.systemFor(role, settings);
+  chat.saveConversation(conversation);
+  if (role === "custom" && !settings.customPrompt) openSettings($("setting-system"));
+}
+
+function switchLang(lang) {
+  setLang(lang);
+  const conversation = chat.currentConversation();
+  // A chat not started yet takes the preset prompt in the new language.
+  if (conversation && conversation.messages.length === 0 && conversation.role !== "custom") {
+    conversation.system = preset(conversation.role)[1];
+  }
+  buildRoleSelect();
+  if (modelTried) showModel();
+  applyTheme();
+  onConnection(connection);
+  chat.renderAll();
+  drawSidebar();
+  $("setting-lang").value = lang;
+}
+
+function applyTheme() {
+  const dark = settings.theme === "dark" || (settings.theme === "system" && systemDark.matches);
+  document.documentElement.dataset.theme = dark ? "dark" : "light";
+  $("hljs-light").disabled = dark;
+  $("hljs-dark").disabled = !dark;
+  const mode = t(settings.theme === "system" ? "themeSystem" : dark ? "themeDark" : "themeLight");
+  const toggle = $("theme-toggle");
+  toggle.replaceChildren(icon(dark ? "moon" : "sun"));
+  toggle.setAttribute("aria-label", t("themeToggle", { mode }));
+  toggle.title = toggle.getAttribute("aria-label");
+}
+
+// ---- connection banner -------------------------------------------------------------------
+
+function onConnection(status) {
+  connection = status;
+  const banner = $("conn-banner");
+  document.body.dataset.connected = String(status.state === "open");
+  if (status.state === "open") {
+    banner.hidden = true;
+    if (!model) loadModel();
+  } else if (status.state === "closed") {
+    everFailed = true;
+    banner.hidden = false;
+    $("conn-text").textContent = t("connLost", { s: status.retryIn });
+  } else if (everFailed) {
+    banner.hidden = false;
+    $("conn-text").textContent = t("connConnecting");
+  }
+  chat.setConnected();
+}
+
+// ---- settings dialog ---------------------------------------------------------------------
+
+function initSettings() {
+  const dialog = $("settings-dialog");
+  for (const id of ["settings-open", "settings-open-side"]) $(id).addEventListener("click", () => openSettings());
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close(); // click on the backdrop
+  });
+  $("setting-theme").addEventListener("change", (event) => {
+    settings.theme = event.target.value;
+    saveSettings(settings);
+    applyTheme();
+  });
+  $("setting-lang").addEventListener("change", (event) => switchLang(event.target.value));
+  $("setting-temperature").addEventListener("input", (event) => {
+    settings.temperature = Number(event.target.value);
+    $("temperature-value").textContent = settings.temperature.toFixed(2);
+    saveSettings(settings);
+  });
+  $("setting-max-tokens").addEventListener("input", (event) => {
+    const value = Math.round(Number(event.target.value));
+    if (Number.isFinite(value) && value >= 1) {
+      settings.maxTokens = value;
+      saveSettings(settings);
+    }
+  });
+  let saveTimer = 0;
+  $("setting-system").addEventListener("input", (event) => {
+    const text = event.target.value;
+    const conversation = chat.currentConversation();
+    conversation.system = text;
+    conversation.role = presetOf(text) || "custom";
+    if (conversation.role === "custom") settings.customPrompt = text;
+    settings.role = conversation.role;
+    saveSettings(settings);
+    syncRole();
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => chat.saveConversation(conversation), 400);
+  });
+}
+
+function openSettings(focus) {
+  $("setting-theme").value = settings.theme;
+  $("setting-lang").value = getLang();
+  $("setting-temperature").value = settings.temperature;
+  $("temperature-value").textContent = Number(settings.temperature).toFixed(2);
+  $("setting-max-tokens").value = settings.maxTokens;
+  $("setting-system").value = chat.currentConversation()?.system || "";
+  $("settings-dialog").showModal();
+  if (focus) focus.focus();
+}

@@ -1,0 +1,83 @@
+// The page's one WebSocket to /v1/ws. The server answers one request at a time per socket, so
+// there is at most one `current` answer; its events go to the handler given to ask().
+// When the socket closes (server stopped, network gone) the current answer gets a synthetic
+// {"type": "disconnected"} event, and the socket reconnects with a growing delay.
+
+const RETRY_DELAYS_S = [1, 2, 4, 8, 15];
+
+export class ChatSocket {
+  /** onStatus({state: "open" | "connecting" | "closed", retryIn}) keeps the banner current. */
+  constructor(url, onStatus) {
+    this.url = url;
+    this.onStatus = onStatus;
+    this.ws = null;
+    this.current = null;
+    this.attempt = 0;
+    this.timer = null;
+  }
+
+  get connected() {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    clearInterval(this.countdown);
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) return;
+    this.onStatus({ state: "connecting" });
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.onStatus({ state: "open" });
+    };
+    ws.onmessage = (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      const handler = this.current;
+      if (event.type === "done" || event.type === "error") this.current = null;
+      handler?.(event);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      const handler = this.current;
+      this.current = null;
+      handler?.({ type: "disconnected" });
+      this.scheduleReconnect();
+    };
+  }
+
+  scheduleReconnect() {
+    const delay = RETRY_DELAYS_S[Math.min(this.attempt, RETRY_DELAYS_S.length - 1)];
+    this.attempt += 1;
+    let left = delay;
+    this.onStatus({ state: "closed", retryIn: left });
+    this.countdown = setInterval(() => {
+      left -= 1;
+      if (left > 0) this.onStatus({ state: "closed", retryIn: left });
+    }, 1000);
+    this.timer = setTimeout(() => this.connect(), delay * 1000);
+  }
+
+  /** Send a chat request; `handler` receives queued/progress/token/done/error/disconnected. */
+  ask(payload, handler) {
+    if (!this.connected) return false;
+    this.current = handler;
+    this.ws.send(JSON.stringify({ type: "chat", ...payload }));
+    return true;
+  }
+
+  /** Stop routing events to the current answer (the server never confirmed the cancel). */
+  forget() {
+    this.current = null;
+  }
+
+  cancel() {
+    if (this.connected && this.current) this.ws.send(JSON.stringify({ type: "cancel" }));
+  }
+}

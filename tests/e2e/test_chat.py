@@ -1,0 +1,139 @@
+"""Chatting with the real model through the web UI: header, streaming, stop, edit, regenerate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from uihelpers import ask, configure, open_app, record_sent_frames, shot, wait_answer_done
+
+pytestmark = pytest.mark.browser
+
+
+def test_header_shows_the_model_that_answers(new_page, server):
+    page = new_page()
+    open_app(page, server)
+    model = server.models()["data"][0]
+    name = page.get_by_test_id("model-name")
+    assert name.inner_text() == model["name"], "the user must see which model answers"
+    if model.get("quantization"):
+        assert page.get_by_test_id("model-quant").inner_text() == model["quantization"]
+    assert page.get_by_test_id("fallback-note").is_hidden(), "no stand-in notice when the server sets none"
+
+
+def test_fallback_note_is_visible_when_a_stand_in_answers(new_page, server):
+    page = new_page()
+    note = "Qwen2.5-0.5B-Instruct could not be fetched. Answering with the stand-in X."
+
+    def models_with_note(route):
+        body = server.models()
+        body["data"][0]["fallback_note"] = note
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/v1/models", models_with_note)
+    open_app(page, server)
+    banner = page.get_by_test_id("fallback-note")
+    banner.wait_for(state="visible")
+    assert note in banner.inner_text()
+
+
+def test_chinese_question_streams_a_rendered_answer_with_stats(new_page, server):
+    page = new_page(locale="zh-CN")
+    open_app(page, server)
+    configure(page, temperature=0, max_tokens=48)
+    # Record every distinct text the streaming answer shows, to see it grow token by token.
+    page.evaluate("""() => {
+        window.__seen = new Set();
+        new MutationObserver(() => {
+            const body = document.querySelector('.msg.pending [data-testid=answer-body]');
+            if (body && body.textContent) window.__seen.add(body.textContent);
+        }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
+    }""")
+    ask(page, "用一句话介绍北京。")
+    page.get_by_test_id("stop-button").wait_for(state="visible")
+    wait_answer_done(page)
+
+    answer = page.get_by_test_id("answer-body").last.inner_text().strip()
+    assert answer, "the model's answer is shown"
+    assert "\ufffd" not in answer, "a Chinese character split across tokens must never show as U+FFFD"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in answer), f"expected a Chinese answer, got {answer!r}"
+    partials = page.evaluate("window.__seen.size")
+    assert partials >= 2, "the answer should appear piece by piece while it streams, not all at once"
+
+    stats = page.get_by_test_id("answer-stats").last.inner_text()
+    assert "tokens/秒" in stats and "首字" in stats and "tokens" in stats, stats
+    assert page.get_by_test_id("send-button").is_visible()
+    assert page.get_by_test_id("user-text").last.inner_text() == "用一句话介绍北京。"
+    shot(page, "answer-rendered")
+
+    # The settings used for this answer survive a reload.
+    page.reload()
+    page.get_by_test_id("settings-button").click()
+    assert page.get_by_test_id("setting-max-tokens").input_value() == "48"
+    assert float(page.get_by_test_id("setting-temperature").input_value()) == 0
+
+
+def test_stop_keeps_the_partial_answer(new_page, server):
+    page = new_page(locale="zh-CN")
+    sent = record_sent_frames(page)
+    open_app(page, server)
+    configure(page, temperature=0.7, max_tokens=1500)
+    ask(page, "请写一篇一千字的文章，介绍长城的历史、建筑特点和文化意义。")
+    page.wait_for_function(
+        "() => (document.querySelector('.msg.pending [data-testid=answer-body]')?.textContent || '').length > 15",
+        timeout=60_000)
+    page.get_by_test_id("stop-button").click()
+
+    page.get_by_test_id("send-button").wait_for(state="visible", timeout=15_000)
+    assert page.get_by_test_id("stop-button").is_hidden()
+    assert any(frame.get("type") == "cancel" for frame in sent), "stop must send {'type': 'cancel'}"
+    page.get_by_test_id("finish-cancelled").wait_for()
+    kept = page.get_by_test_id("answer-body").last.inner_text()
+    assert len(kept) > 15, "the partial answer is kept after stopping"
+    page.wait_for_timeout(1500)
+    assert page.get_by_test_id("answer-body").last.inner_text() == kept, "nothing is added after stop"
+
+    # The partial answer was stored, and the next question works on the same socket.
+    configure(page, temperature=0, max_tokens=8)
+    ask(page, "谢谢")
+    wait_answer_done(page, count=2)
+    last_request = [f for f in sent if f.get("type") == "chat"][-1]
+    roles = [m["role"] for m in last_request["messages"]]
+    assert roles == ["system", "user", "assistant", "user"], "the stopped answer stays in the history"
+    assert last_request["messages"][2]["content"].strip(), "the partial answer is sent as context"
+
+
+def test_edit_a_previous_message_and_regenerate(new_page, server):
+    page = new_page(locale="zh-CN")
+    sent = record_sent_frames(page)
+    open_app(page, server)
+    configure(page, temperature=0, max_tokens=12)
+    ask(page, "1+1等于几？只回答数字。")
+    wait_answer_done(page, 1)
+    ask(page, "再加1呢？只回答数字。")
+    wait_answer_done(page, 2)
+    assert page.get_by_test_id("message-user").count() == 2
+
+    # Regenerate the last answer: the same request again, one answer replaces the other.
+    old_answer = page.get_by_test_id("answer-stats").last.element_handle()
+    page.get_by_test_id("regenerate").click()
+    page.wait_for_function("el => !el.isConnected", arg=old_answer)
+    wait_answer_done(page, 2)
+    chats = [f for f in sent if f.get("type") == "chat"]
+    assert len(chats) == 3
+    assert chats[2]["messages"] == chats[1]["messages"], "regenerate resends the same conversation"
+    assert page.get_by_test_id("message-assistant").count() == 2
+
+    # Edit the first question: later turns are dropped and the edited text is sent.
+    page.get_by_test_id("message-user").first.hover()
+    page.get_by_test_id("edit-message").first.click()
+    editor = page.get_by_test_id("edit-input")
+    editor.fill("2+3等于几？只回答数字。")
+    page.get_by_test_id("edit-save").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=message-user]').length === 1")
+    wait_answer_done(page, 1)
+    chats = [f for f in sent if f.get("type") == "chat"]
+    assert len(chats) == 4
+    assert [m["content"] for m in chats[3]["messages"] if m["role"] != "system"] == ["2+3等于几？只回答数字。"]
+    assert page.get_by_test_id("user-text").inner_text() == "2+3等于几？只回答数字。"
+    assert page.get_by_test_id("message-assistant").count() == 1

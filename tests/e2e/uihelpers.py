@@ -1,0 +1,70 @@
+"""Page helpers shared by the browser tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+from live_server import ARTIFACTS
+
+
+def open_app(page, server) -> None:
+    page.goto(server.url + "/")
+    wait_ready(page)
+
+
+def wait_ready(page) -> None:
+    page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
+
+
+def configure(page, temperature: float | None = None, max_tokens: int | None = None) -> None:
+    """Set sampling through the real settings dialog (values persist in localStorage)."""
+    page.get_by_test_id("settings-button").click()
+    dialog = page.get_by_test_id("settings-dialog")
+    if temperature is not None:
+        dialog.get_by_test_id("setting-temperature").fill(str(temperature))
+    if max_tokens is not None:
+        dialog.get_by_test_id("setting-max-tokens").fill(str(max_tokens))
+    dialog.get_by_test_id("settings-close").click()
+    page.wait_for_selector("[data-testid=settings-dialog]", state="hidden")
+
+
+def ask(page, text: str) -> None:
+    page.get_by_test_id("chat-input").fill(text)
+    page.get_by_test_id("send-button").click()
+
+
+def wait_answer_done(page, count: int = 1, timeout: float = 90_000) -> None:
+    """Wait until `count` finished answers (with their stats line) are on screen."""
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=message-assistant]:not(.pending) [data-testid=answer-stats]').length >= n"
+        " && !document.querySelector('.msg.pending')",
+        arg=count, timeout=timeout)
+
+
+def put_conversation(page, conversation: dict) -> None:
+    """Store a conversation through the app's own store module (the real IndexedDB schema)."""
+    page.evaluate("async (c) => { const store = await import('/static/store.js'); await store.putConversation(c); }",
+                  conversation)
+
+
+def record_sent_frames(page) -> list[dict]:
+    """Every message the page sends over its WebSocket, decoded. Call before the page loads:
+    the listener only sees sockets opened after it is registered."""
+    sent: list[dict] = []
+
+    def on_socket(ws):
+        def on_frame(payload):
+            try:
+                message = json.loads(payload)
+            except (TypeError, ValueError):
+                return
+            sent.append(message)
+        ws.on("framesent", on_frame)
+
+    page.on("websocket", on_socket)
+    return sent
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
