@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from jisu.models.registry import ModelError
 from jisu.types import SamplingParams
 
 KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
+MADV_DONTNEED = 4
 
 
 class EngineError(RuntimeError):
@@ -62,6 +64,30 @@ def init_backend() -> None:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
         C.llama_backend_init()
         _backend_ready = True
+
+
+def release_model_pages(path: Path) -> None:
+    """Unmap the model file's pages from this process after loading.
+
+    llama.cpp maps the whole file and reads all of it at load, then copies most weights into
+    repacked (faster) buffers and never reads those file pages again. They would still count
+    in the process's memory; dropping them lets the kernel fault back in only what is really
+    used (the output matrix, the embedding rows of tokens seen). Linux only; harmless elsewhere.
+    """
+    if sys.platform != "linux":
+        return
+    target = os.path.realpath(path)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            regions = [line.split() for line in maps]
+    except OSError:
+        return
+    for fields in regions:
+        if len(fields) >= 6 and fields[5] == target:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            libc.madvise(start, end - start, MADV_DONTNEED)
 
 
 class LlamaEngine:
@@ -120,6 +146,7 @@ class LlamaEngine:
         batch = C.llama_batch_init(self.batch_capacity, 0, 1)
         self._stack.callback(C.llama_batch_free, batch)
         self._batch = batch
+        release_model_pages(path)
 
     # ---- facts about the model -------------------------------------------------------
 
