@@ -49,7 +49,7 @@ def measure_jisu(model: str, threads: int, ctx: int) -> dict:
     started = time.perf_counter()
     resolved = resolve_model(model, quiet=True)
     runtime = Runtime.load(resolved, EngineConfig(resolved.path, ctx_size=ctx, threads=threads, parallel=1),
-                      cache_tokens=0)  # no prefix cache: every run pays its full prompt
+                      reuse_prefixes=False)  # every run pays its full prompt
     load_s = time.perf_counter() - started
     tokenize = lambda text: runtime.tokenizer.tokenize(text, special=True)  # noqa: E731
 

@@ -56,14 +56,12 @@ class EngineConfig:
     model_path: Path
     ctx_size: int = DEFAULT_CTX_SIZE  # the most tokens one conversation may hold
     threads: int = 0  # 0: physical cores
-    parallel: int = DEFAULT_PARALLEL  # sequences decoded together
+    parallel: int = DEFAULT_PARALLEL  # conversations generated together, each with its own KV
     batch_size: int = DEFAULT_BATCH_SIZE
-    kv_cache_tokens: int = 0  # 0: ctx_size; KV cells shared by all sequences and the prefix cache
-    flash_attention: bool = True
+    # Off by default: on this CPU llama.cpp's flash attention re-reads K/V once per query
+    # head (Qwen2.5 shares each KV head among 7), and decoding long contexts ran 2.6x slower.
+    flash_attention: bool = False
     kv_cache_type: str = "f16"  # or "q8_0": half the KV memory for long contexts
 
     def resolved_threads(self) -> int:
         return self.threads if self.threads > 0 else physical_cores()
-
-    def resolved_kv_cache_tokens(self) -> int:
-        return max(self.kv_cache_tokens, self.ctx_size)

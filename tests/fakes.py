@@ -8,12 +8,13 @@ loudly. Its "model" answers with a scripted text, then an end-of-turn token.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from jisu.engine.llama import BatchSlice, KVCacheFull
+from jisu.engine.llama import BatchSlice
 from jisu.engine.template import Segment
 from jisu.scheduler.runtime import ModelInfo, Runtime
 from jisu.types import SamplingParams
@@ -56,8 +57,7 @@ class ByteTokenizer:
 class FakeEngine:
     answer: Callable[[str], str] = lambda prompt: "Hello from the fake model!"
     ctx_size: int = 2048
-    kv_cells: int = 4096
-    n_sequences: int = 12
+    n_sequences: int = 4
     batch_capacity: int = 64
     step_delay_s: float = 0.0
     fail_on_step: int | None = None  # raise inside decode on this step number
@@ -66,6 +66,7 @@ class FakeEngine:
     kv: dict[int, list[int]] = field(default_factory=dict)
     batches: list[list[BatchSlice]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    restores: int = 0
     closed: bool = False
 
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
@@ -78,8 +79,7 @@ class FakeEngine:
             raise RuntimeError("simulated engine failure")
         total = sum(len(s.tokens) for s in slices)
         assert total <= self.batch_capacity, "batch over capacity"
-        if self.cells_in_use() + total > self.kv_cells:
-            raise KVCacheFull("fake KV cache full")
+        assert len({s.seq_id for s in slices}) == len(slices), "one slice per sequence per batch"
         outputs, index = [], 0
         for piece in slices:
             held = self.kv.setdefault(piece.seq_id, [])
@@ -98,16 +98,13 @@ class FakeEngine:
         held = self.kv.get(seq_id, [])
         del held[start:]
 
-    def share_prefix(self, source: int, target: int, length: int) -> None:
-        held = self.kv.get(source, [])
-        assert len(held) >= length, f"seq {source} holds {len(held)} tokens, asked to share {length}"
-        self.kv[target] = list(held[:length])
+    def save_sequence(self, seq_id: int) -> bytes:
+        return json.dumps(self.kv.get(seq_id, [])).encode() * 40  # about as bulky as real KV
 
-    def cells_in_use(self) -> int:
-        return sum(len(tokens) for tokens in self.kv.values())
-
-    def sequences_holding_tokens(self) -> int:
-        return sum(1 for tokens in self.kv.values() if tokens)
+    def restore_sequence(self, seq_id: int, state: bytes) -> None:
+        one_copy = state[: len(state) // 40]
+        self.kv[seq_id] = json.loads(one_copy)
+        self.restores += 1
 
     def close(self) -> None:
         self.closed = True
@@ -126,9 +123,10 @@ class ScriptedSampler:
         self.closed = True
 
 
-def fake_runtime(engine: FakeEngine | None = None, parallel: int = 4, max_queue: int = 64,
-                 cache_tokens: int | None = None) -> Runtime:
+def fake_runtime(engine: FakeEngine | None = None, parallel: int | None = None, **options) -> Runtime:
     engine = engine or FakeEngine()
+    if parallel is not None:
+        engine.n_sequences = parallel
     info = ModelInfo(name="Fake-0.5B", id="fake-model", quantization="q4_0",
                      context_size=engine.ctx_size, path="/dev/null", fallback_note=None)
-    return Runtime(engine, info, parallel, max_queue, cache_tokens)
+    return Runtime(engine, info, **options)

@@ -34,10 +34,6 @@ class EngineError(RuntimeError):
     """llama.cpp refused a batch; the message says which way."""
 
 
-class KVCacheFull(EngineError):
-    """No free KV cells for the batch; nothing was changed, so it can be retried."""
-
-
 @dataclass(frozen=True)
 class BatchSlice:
     """Consecutive tokens of one sequence, placed at positions start_pos, start_pos+1, ..."""
@@ -91,16 +87,16 @@ def release_model_pages(path: Path) -> None:
 
 
 class LlamaEngine:
-    def __init__(self, config: EngineConfig, n_sequences: int | None = None) -> None:
+    def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._stack = ExitStack()
         try:
-            self._load(config, n_sequences or config.parallel)
+            self._load(config)
         except BaseException:
             self._stack.close()
             raise
 
-    def _load(self, config: EngineConfig, n_sequences: int) -> None:
+    def _load(self, config: EngineConfig) -> None:
         init_backend()
         path = Path(config.model_path)
         model_params = C.llama_model_default_params()
@@ -119,17 +115,20 @@ class LlamaEngine:
                 f"{min(self.n_ctx_train, MAX_CTX_SIZE)} tokens"
             )
         self.ctx_size = config.ctx_size
-        self.n_sequences = n_sequences
+        self.n_sequences = config.parallel
         self.threads = config.resolved_threads()
 
         params = C.llama_context_default_params()
-        params.n_ctx = config.resolved_kv_cache_tokens()
+        # One KV stream of ctx_size cells per sequence (llama.cpp rounds streams up to 256).
+        # Separate streams keep attention to a sequence's own cells: with one shared
+        # (unified) stream every sequence attends over everyone's cells, masked, and decoding
+        # 8 long conversations ran 2.5x slower on our 2-core machine.
+        per_sequence = -(-config.ctx_size // 256) * 256
+        params.n_ctx = per_sequence * config.parallel
         params.n_batch = params.n_ubatch = config.batch_size
-        params.n_seq_max = n_sequences
+        params.n_seq_max = config.parallel
         params.n_threads = params.n_threads_batch = self.threads
-        # Unified KV: any sequence may use any cell, and seq_cp shares a prefix's cells
-        # instead of copying them (the prefix cache depends on it).
-        params.kv_unified = True
+        params.kv_unified = False
         params.flash_attn_type = (
             C.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
@@ -141,7 +140,6 @@ class LlamaEngine:
         self._stack.callback(C.llama_free, ctx)
         self.ctx = ctx
         self.memory = C.llama_get_memory(ctx)
-        self.kv_cells = C.llama_n_ctx(ctx)
         self.batch_capacity = config.batch_size
         batch = C.llama_batch_init(self.batch_capacity, 0, 1)
         self._stack.callback(C.llama_batch_free, batch)
@@ -196,7 +194,7 @@ class LlamaEngine:
         batch.n_tokens = n
         status = C.llama_decode(self.ctx, batch)
         if status == 1:
-            raise KVCacheFull("the KV cache is full: no free cells for this batch")
+            raise EngineError("the KV cache is full: no free cells for this batch")
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         return output_indices
@@ -215,10 +213,20 @@ class LlamaEngine:
         """Drop a sequence's KV from position `start` on (all of it by default)."""
         C.llama_memory_seq_rm(self.memory, seq_id, start, -1)
 
-    def share_prefix(self, source: int, target: int, length: int) -> None:
-        """Make `target` hold the first `length` positions of `source` (cells are shared)."""
-        C.llama_memory_seq_rm(self.memory, target, 0, -1)
-        C.llama_memory_seq_cp(self.memory, source, target, 0, length)
+    def save_sequence(self, seq_id: int) -> bytes:
+        """A copy of one sequence's KV in host memory (see restore_sequence)."""
+        size = C.llama_state_seq_get_size(self.ctx, seq_id)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self.ctx, buffer, size, seq_id)
+        return bytes(buffer)[:written]
+
+    def restore_sequence(self, seq_id: int, state: bytes) -> None:
+        """Replace a sequence's KV with a copy saved by save_sequence."""
+        C.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if C.llama_state_seq_set_data(self.ctx, buffer, len(state), seq_id) == 0:
+            C.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
+            raise EngineError(f"could not restore the saved KV of sequence {seq_id}")
 
     def last_position(self, seq_id: int) -> int:
         """Highest position held for the sequence, -1 when it holds nothing."""

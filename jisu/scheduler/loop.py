@@ -1,10 +1,10 @@
 """The engine thread: continuous batching with chunked prefill and prefix reuse.
 
 Only this thread calls the engine. Each step it
-  1. drops cancelled requests (queued or running) and frees their sequences,
-  2. admits waiting requests while there are free slots, starting each from the longest
-     cached token prefix,
-  3. builds one batch: the next token of every decoding sequence, plus as much prompt
+  1. drops cancelled requests (queued or running) and frees their slots,
+  2. admits waiting requests while a slot is idle, each into the slot (or saved copy) that
+     already holds the longest part of its prompt,
+  3. builds one batch: the next token of every decoding request, plus as much prompt
      prefill as fits in the step's time budget, so people receiving answers keep receiving
      them while someone pastes a long document,
   4. runs one `llama_decode`, samples, and hands each request its new text.
@@ -18,9 +18,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from jisu.engine.llama import BatchSlice, KVCacheFull, LlamaEngine
-from jisu.scheduler.prefix_cache import PrefixCache, common_prefix_length
+from jisu.engine.llama import BatchSlice
+from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request, TextAssembler
+from jisu.scheduler.slots import SlotTable
 from jisu.types import (
     ContextOverflow,
     Failed,
@@ -35,6 +36,7 @@ from jisu.types import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
+DEFAULT_HOST_CACHE_MB = 512
 # One step (a decode for everyone, plus some prefill) should take about this long, so the
 # gap between two tokens of a running answer stays well under half a second.
 STEP_TIME_BUDGET_S = 0.2
@@ -58,7 +60,7 @@ class Counters:
     """Running totals, read by /metrics and by tests (prompt reuse is asserted on these)."""
 
     prompt_tokens_processed: int = 0  # prompt tokens that went through the model
-    prompt_tokens_cached: int = 0  # prompt tokens whose KV came from the prefix cache
+    prompt_tokens_cached: int = 0  # prompt tokens whose KV was reused
     completion_tokens: int = 0
     steps: int = 0
     requests_finished: int = 0
@@ -67,21 +69,16 @@ class Counters:
 class Scheduler:
     def __init__(
         self,
-        engine: LlamaEngine,
-        parallel: int,
+        engine,
         max_queue: int = DEFAULT_MAX_QUEUE,
-        cache_tokens: int | None = None,
+        host_cache_bytes: int = DEFAULT_HOST_CACHE_MB * 10**6,
+        reuse_prefixes: bool = True,
     ) -> None:
-        if not 1 <= parallel <= engine.n_sequences:
-            raise ValueError(f"parallel must be 1..{engine.n_sequences}")
         self.engine = engine
-        self.parallel = parallel
         self.max_queue = max_queue
         self.counters = Counters()
         self._tokenizer = engine.tokenizer
-        self._free_seqs = list(range(engine.n_sequences - 1, -1, -1))
-        budget = engine.kv_cells if cache_tokens is None else cache_tokens
-        self._cache = PrefixCache(budget)
+        self._slots = SlotTable(engine, HostCache(host_cache_bytes), reuse_prefixes)
         self._waiting: deque[Request] = deque()
         self._running: list[Request] = []
         self._lock = threading.Lock()
@@ -117,9 +114,9 @@ class Scheduler:
             return {
                 "running": len(self._running),
                 "queued": len(self._waiting),
-                "cached_sequences": len(self._cache),
-                "cached_tokens": self._cache.total_tokens,
-                "free_sequences": len(self._free_seqs),
+                "idle_slots": len(self._slots.idle()),
+                "host_cached_sequences": len(self._slots.host_cache),
+                "host_cache_bytes": self._slots.host_cache.total_bytes,
             }
 
     @property
@@ -156,69 +153,36 @@ class Scheduler:
             cancelled = [r for r in self._waiting if r.cancelled]
             for request in cancelled:
                 self._waiting.remove(request)
-        for request in cancelled:
-            self._finish(request, FinishReason.CANCELLED)
-        for request in [r for r in self._running if r.cancelled]:
+        for request in cancelled + [r for r in self._running if r.cancelled]:
             self._finish(request, FinishReason.CANCELLED)
 
     def _admit(self) -> None:
-        while len(self._running) < self.parallel:
+        while True:
             with self._lock:
                 if not self._waiting:
                     break
                 request = self._waiting[0]
-            if not self._make_room(len(request.prompt_tokens)):
-                break  # wait for a running request to finish and give its cells back
+            acquired = self._slots.acquire(request.prompt_tokens)
+            if acquired is None:
+                break  # every slot is busy: wait for one to finish
             with self._lock:
                 self._waiting.popleft()
+            slot, reuse = acquired
+            request.slot = slot
+            request.n_past = request.cached_tokens = reuse
+            self.counters.prompt_tokens_cached += reuse
             try:
-                self._start(request)
+                request.sampler = self.engine.new_sampler(request.sampling, request.prompt_tokens)
             except Exception as error:
-                log.exception("could not start request")
-                self._release_sequence(request, keep=False)
+                self._slots.release(slot, None)
                 request.phase = Phase.DONE
                 request.emit(Failed(f"could not start generation: {error}"))
+                continue
+            request.text = TextAssembler(request.sampling.stop)
+            request.phase = Phase.PREFILL
+            request.started_at = time.perf_counter()
+            self._running.append(request)
         self._announce_queue_positions()
-
-    def _make_room(self, prompt_length: int) -> bool:
-        """Evict cached sequences until a slot and the prompt's KV cells are free."""
-        def cells_in_use() -> int:
-            return sum(r.n_past + r.prompt_remaining + 1 for r in self._running) + self._cache.total_tokens
-
-        while (not self._free_seqs or cells_in_use() + prompt_length > self.engine.kv_cells) and len(self._cache):
-            self._drop_cached(self._cache.pop_oldest())
-        return bool(self._free_seqs) and cells_in_use() + prompt_length <= self.engine.kv_cells
-
-    def _start(self, request: Request) -> None:
-        prompt = request.prompt_tokens
-        source, reuse = self._cache.best_match(prompt)
-        for running in self._running:  # a running sequence may share our prefix too
-            length = common_prefix_length(running.prompt_tokens[: running.n_past], prompt)
-            if length > reuse:
-                source, reuse = running.seq_id, length
-        reuse = min(reuse, len(prompt) - 1)  # the last prompt token must run to give logits
-
-        if source is not None and source in self._cache and reuse == len(self._cache.tokens(source)):
-            # The cached sequence is exactly our prefix (the previous turn of this chat): own it.
-            self._cache.take(source)
-            request.seq_id = source
-            self.engine.forget(source, start=reuse)
-        else:
-            request.seq_id = self._free_seqs.pop()
-            if source is not None and reuse > 0:
-                self.engine.share_prefix(source, request.seq_id, reuse)
-                if source in self._cache:
-                    self._cache.touch(source)
-            else:
-                self.engine.forget(request.seq_id)
-                reuse = 0
-        request.n_past = request.cached_tokens = reuse
-        self.counters.prompt_tokens_cached += reuse
-        request.sampler = self.engine.new_sampler(request.sampling, prompt)
-        request.text = TextAssembler(request.sampling.stop)
-        request.phase = Phase.PREFILL
-        request.started_at = time.perf_counter()
-        self._running.append(request)
 
     def _announce_queue_positions(self) -> None:
         with self._lock:
@@ -231,11 +195,7 @@ class Scheduler:
     def _step(self) -> None:
         slices, owners = self._plan_batch()
         started = time.perf_counter()
-        try:
-            outputs = self.engine.decode(slices)
-        except KVCacheFull as error:
-            self._recover_from_full_cache(error)
-            return
+        outputs = self.engine.decode(slices)
         elapsed = time.perf_counter() - started
         batch_tokens = sum(len(s.tokens) for s in slices)
         if batch_tokens >= MIN_PREFILL_CHUNK and elapsed > 0:
@@ -257,7 +217,7 @@ class Scheduler:
         owners: list[Request] = []
         for request in self._running:
             if request.phase is Phase.DECODE:
-                slices.append(BatchSlice(request.seq_id, [request.next_token], request.n_past, True))
+                slices.append(BatchSlice(request.slot.seq_id, [request.next_token], request.n_past, True))
                 owners.append(request)
         capacity = self.engine.batch_capacity - len(slices)
         if slices:  # someone is waiting for tokens: keep the step short
@@ -267,23 +227,23 @@ class Scheduler:
             if request.phase is not Phase.PREFILL or capacity <= 0:
                 continue
             limit = request.prompt_remaining
-            if request.sampling.seed is not None and limit > 1:
-                # A seed promises the same answer every time. The last prompt token's logits
-                # differ in the last bits depending on what it was batched with, so it always
-                # runs alone: then a cold prompt and a cached prefix compute it identically.
+            if request.wants_reproducible_output and limit > 1:
+                # Greedy or seeded answers should repeat. The last prompt token's logits
+                # differ in the last bits depending on what it is batched with, so it gets
+                # a step of its own: then a cold prompt and a reused prefix (the same
+                # request sent again) compute it the same way.
                 limit -= 1
             take = min(capacity, limit)
             chunk = request.prompt_tokens[request.n_past : request.n_past + take]
             finishes_prompt = take == request.prompt_remaining
-            slices.append(BatchSlice(request.seq_id, chunk, request.n_past, finishes_prompt))
+            slices.append(BatchSlice(request.slot.seq_id, chunk, request.n_past, finishes_prompt))
             owners.append(request)
             capacity -= take
         return slices, owners
 
     def _accept(self, request: Request, token: int) -> None:
-        now = time.perf_counter()
         if not request.first_token_at:
-            request.first_token_at = now
+            request.first_token_at = time.perf_counter()
         if self._tokenizer.is_end_of_generation(token):
             self._finish(request, FinishReason.STOP)
             return
@@ -314,54 +274,26 @@ class Scheduler:
         self.counters.requests_finished += 1
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
         if was_running:
-            self._release_sequence(request, keep=True)
+            self._release(request, keep_kv=True)
 
-    def _release_sequence(self, request: Request, keep: bool) -> None:
-        """Give a finished request's sequence to the prefix cache, or free it."""
+    def _release(self, request: Request, keep_kv: bool) -> None:
+        """Give the request's slot back; its KV stays for the conversation's next turn."""
         if request.sampler is not None:
             request.sampler.close()
             request.sampler = None
-        seq_id, request.seq_id = request.seq_id, None
-        if seq_id is None:
-            return
-        try:
-            if keep and request.n_past > 0:
-                for evicted in self._cache.add(seq_id, request.tokens_in_kv):
-                    self._drop_cached(evicted)
-                return
-        except Exception:
-            log.exception("could not cache sequence %s", seq_id)
-        self._drop_cached(seq_id)
-
-    def _drop_cached(self, seq_id: int) -> None:
-        self.engine.forget(seq_id)
-        self._free_seqs.append(seq_id)
-
-    def _recover_from_full_cache(self, error: KVCacheFull) -> None:
-        """The KV cache ran out of cells: free cached prefixes, else end the newest answer."""
-        if len(self._cache):
-            while len(self._cache):
-                self._drop_cached(self._cache.pop_oldest())
-            return
-        newest = max(self._running, key=lambda r: r.started_at)
-        log.warning("KV cache full (%s); ending request %s early", error, newest.id)
-        if newest.phase is Phase.PREFILL:
-            self._running.remove(newest)
-            self._release_sequence(newest, keep=False)
-            newest.phase = Phase.DONE
-            newest.emit(Failed("the server's KV cache is full; try again shortly", "server_busy"))
-        else:
-            self._finish(newest, FinishReason.LENGTH)
+        slot, request.slot = request.slot, None
+        if slot is not None:
+            self._slots.release(slot, request.tokens_in_kv if keep_kv else None)
 
     def _fail_all_running(self, message: str) -> None:
         for request in list(self._running):
             self._running.remove(request)
-            try:
-                self._release_sequence(request, keep=False)
-            except Exception:
-                log.exception("could not free sequence %s", request.seq_id)
             request.phase = Phase.DONE
             request.emit(Failed(message))
+            try:
+                self._release(request, keep_kv=False)
+            except Exception:
+                log.exception("could not free the slot of request %s", request.id)
 
     def _shutdown(self) -> None:
         with self._lock:

@@ -1,15 +1,17 @@
-"""Which idle KV sequences are kept, and which one a new prompt should start from.
+"""Prefix reuse: conversations whose KV we keep, and how much of a new prompt they cover.
 
-A pure data structure: it knows token lists and sequence ids, not llama.cpp. When a
-request finishes, its sequence (prompt + answer) stays in the KV cache as an entry here;
-the next turn of the same conversation starts with exactly those tokens, so only the new
-message needs a forward pass. Entries are evicted least-recently-used first when their
-total size passes the budget or a running request needs the sequence slot or the cells.
+A pure data structure: token lists and saved bytes, no llama.cpp. Each engine sequence
+(slot) keeps the KV of the last conversation it served; when a slot is needed for a
+different conversation, what it held is saved here, in host memory, so that the next turn
+of that conversation can be restored instead of recomputed. Entries are evicted least
+recently used first once their total size passes the budget.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
+from itertools import count
 from typing import Sequence
 
 import numpy as np
@@ -28,51 +30,48 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return int(mismatch[0]) if mismatch.size else n
 
 
-class PrefixCache:
-    def __init__(self, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
-        self._entries: OrderedDict[int, list[int]] = OrderedDict()  # seq_id -> tokens, LRU first
+@dataclass(frozen=True)
+class SavedSequence:
+    tokens: list[int]
+    state: bytes  # the engine's serialized KV for exactly these tokens
+
+
+class HostCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[int, SavedSequence] = OrderedDict()  # LRU first
+        self._keys = count()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, seq_id: int) -> bool:
-        return seq_id in self._entries
-
     @property
-    def total_tokens(self) -> int:
-        return sum(len(tokens) for tokens in self._entries.values())
+    def total_bytes(self) -> int:
+        return sum(len(entry.state) for entry in self._entries.values())
 
-    def add(self, seq_id: int, tokens: list[int]) -> list[int]:
-        """Keep a finished sequence; returns the seq ids evicted to stay within budget."""
-        if not tokens or self.max_tokens <= 0:
-            return [seq_id]
-        self._entries[seq_id] = tokens
-        self._entries.move_to_end(seq_id)
-        evicted = []
-        while self.total_tokens > self.max_tokens and self._entries:
-            evicted.append(self.pop_oldest())
-        return evicted
+    def put(self, saved: SavedSequence) -> None:
+        """Keep a saved sequence, unless a kept one already covers it."""
+        if len(saved.state) > self.max_bytes or not saved.tokens:
+            return
+        for key, entry in list(self._entries.items()):
+            shared = common_prefix_length(entry.tokens, saved.tokens)
+            if shared == len(saved.tokens):
+                self._entries.move_to_end(key)
+                return  # an entry already holds all of this
+            if shared == len(entry.tokens):
+                del self._entries[key]  # the new one extends it
+        self._entries[next(self._keys)] = saved
+        while self.total_bytes > self.max_bytes:
+            self._entries.popitem(last=False)
 
     def best_match(self, prompt: Sequence[int]) -> tuple[int | None, int]:
         """The entry sharing the longest token prefix with `prompt`, and that length."""
-        best_seq, best_length = None, 0
-        for seq_id, tokens in self._entries.items():
-            length = common_prefix_length(tokens, prompt)
+        best_key, best_length = None, 0
+        for key, entry in self._entries.items():
+            length = common_prefix_length(entry.tokens, prompt)
             if length > best_length:
-                best_seq, best_length = seq_id, length
-        return best_seq, best_length
+                best_key, best_length = key, length
+        return best_key, best_length
 
-    def tokens(self, seq_id: int) -> list[int]:
-        return self._entries[seq_id]
-
-    def touch(self, seq_id: int) -> None:
-        self._entries.move_to_end(seq_id)
-
-    def take(self, seq_id: int) -> list[int]:
-        """Remove an entry because a request now owns its sequence."""
-        return self._entries.pop(seq_id)
-
-    def pop_oldest(self) -> int:
-        seq_id, _ = self._entries.popitem(last=False)
-        return seq_id
+    def take(self, key: int) -> SavedSequence:
+        return self._entries.pop(key)

@@ -15,6 +15,7 @@ from jisu.types import Event, SamplingParams, Timings, Usage
 
 if TYPE_CHECKING:
     from jisu.engine.sampling import Sampler
+    from jisu.scheduler.slots import Slot
 
 _request_numbers = itertools.count(1)
 
@@ -52,7 +53,7 @@ class Request:
     id: int = field(default_factory=lambda: next(_request_numbers))
 
     phase: Phase = Phase.WAITING
-    seq_id: int | None = None
+    slot: Slot | None = None  # the engine sequence it runs in
     n_past: int = 0  # tokens of this sequence already in the KV cache
     cached_tokens: int = 0  # of those, how many came from the prefix cache
     generated: list[int] = field(default_factory=list)
@@ -81,6 +82,10 @@ class Request:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    @property
+    def wants_reproducible_output(self) -> bool:
+        return self.sampling.greedy or self.sampling.seed is not None
 
     @property
     def tokens_in_kv(self) -> list[int]:

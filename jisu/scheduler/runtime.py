@@ -10,13 +10,9 @@ from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.template import render_chat
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_MAX_QUEUE, Scheduler
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Scheduler
 from jisu.scheduler.request import Request
 from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
-
-# Idle conversations kept in the KV cache, beyond the running ones (llama.cpp allows 256).
-CACHED_SEQUENCES = 32
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -29,20 +25,19 @@ class ModelInfo:
 
 
 class Runtime:
-    def __init__(self, engine, info: ModelInfo, parallel: int, max_queue: int = DEFAULT_MAX_QUEUE,
-                 cache_tokens: int | None = None) -> None:
+    def __init__(self, engine, info: ModelInfo, max_queue: int = DEFAULT_MAX_QUEUE,
+                 host_cache_mb: int = DEFAULT_HOST_CACHE_MB, reuse_prefixes: bool = True) -> None:
         """Start the engine thread for an already loaded engine (tests pass a fake one)."""
         self.engine = engine
         self.info = info
         self.tokenizer = engine.tokenizer
-        self.scheduler = Scheduler(engine, parallel, max_queue, cache_tokens)
+        self.scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes)
 
     @classmethod
-    def load(cls, model: ResolvedModel, config: EngineConfig, max_queue: int = DEFAULT_MAX_QUEUE,
-             cache_tokens: int | None = None) -> Runtime:
-        """Load the model with llama.cpp and start serving it."""
+    def load(cls, model: ResolvedModel, config: EngineConfig, **options) -> Runtime:
+        """Load the model with llama.cpp and start serving it (options: see __init__)."""
         config.model_path = model.path
-        engine = LlamaEngine(config, n_sequences=min(256, config.parallel + CACHED_SEQUENCES))
+        engine = LlamaEngine(config)
         try:
             info = ModelInfo(
                 name=model.display_name if model.alias else (engine.metadata("general.name") or model.display_name),
@@ -52,7 +47,7 @@ class Runtime:
                 path=str(model.path),
                 fallback_note=model.fallback_note,
             )
-            return cls(engine, info, config.parallel, max_queue, cache_tokens)
+            return cls(engine, info, **options)
         except BaseException:
             engine.close()
             raise

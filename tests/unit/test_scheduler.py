@@ -133,6 +133,30 @@ def test_shared_system_prompt_is_reused_across_users(runtime):
     assert runtime.scheduler.counters.prompt_tokens_cached - before == events[-1].usage.cached_tokens
 
 
+def test_evicted_conversation_is_restored_from_host_memory(engine):
+    with fake_runtime(engine, parallel=1) as runtime:
+        alice = [ChatMessage("user", "Alice asks about rivers, at some length. " * 3)]
+        alice_answer, _ = collect(runtime, runtime.chat_tokens(alice))
+        bob = [ChatMessage("user", "Bob asks something else entirely, also at length. " * 3)]
+        collect(runtime, runtime.chat_tokens(bob))  # takes the only slot: Alice goes to RAM
+        assert runtime.scheduler.stats()["host_cached_sequences"] == 1
+        before = runtime.scheduler.counters.prompt_tokens_processed
+        alice += [ChatMessage("assistant", alice_answer), ChatMessage("user", "More?")]
+        _, events = collect(runtime, runtime.chat_tokens(alice))
+    assert engine.restores == 1
+    processed = runtime.scheduler.counters.prompt_tokens_processed - before
+    assert processed < 40, f"turn 2 recomputed {processed} tokens instead of restoring turn 1"
+    assert events[-1].usage.cached_tokens > 150
+
+
+def test_without_prefix_reuse_every_prompt_runs_in_full(engine):
+    with fake_runtime(engine, reuse_prefixes=False) as runtime:
+        tokens = prompt(runtime, "same question")
+        collect(runtime, tokens)
+        _, events = collect(runtime, tokens)
+    assert events[-1].usage.cached_tokens == 0
+
+
 def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
     engine.step_delay_s = 0.002
     engine.answer = lambda p: "y" * 40
@@ -252,4 +276,4 @@ def test_stress_random_cancellations_leave_no_sequence_behind(engine):
             assert isinstance(wait_finished(events, timeout=30)[-1], (Finished, Failed))
         stats = runtime.scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
-    assert stats["free_sequences"] + stats["cached_sequences"] == engine.n_sequences, "a sequence leaked"
+    assert stats["idle_slots"] == engine.n_sequences, "a slot leaked"

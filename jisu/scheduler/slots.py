@@ -1,0 +1,90 @@
+"""Engine sequences ("slots"), the conversation each one holds, and picking one for a prompt.
+
+Every slot is one llama.cpp sequence with its own KV stream. After a request ends, its slot
+keeps the KV, so the next turn of that conversation (which starts with exactly those
+tokens) only runs its new message. A new prompt goes to the idle slot that already holds
+the longest part of it; a slot's contents are saved to the host cache before they are
+overwritten, and restored from there when that conversation comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from jisu.scheduler.prefix_cache import HostCache, SavedSequence, common_prefix_length
+
+# Shorter contents are cheaper to recompute than to save and restore.
+MIN_TOKENS_WORTH_SAVING = 64
+# Restore from the host cache only when it saves at least this many tokens of prefill.
+MIN_RESTORE_GAIN = 32
+
+
+@dataclass(eq=False)
+class Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what this sequence's KV holds (when idle)
+    busy: bool = False
+    idle_since: float = 0.0
+
+
+class SlotTable:
+    def __init__(self, engine, host_cache: HostCache, reuse_prefixes: bool = True) -> None:
+        self.engine = engine
+        self.host_cache = host_cache
+        self.reuse_prefixes = reuse_prefixes
+        self.slots = [Slot(seq_id) for seq_id in range(engine.n_sequences)]
+
+    def idle(self) -> list[Slot]:
+        return [slot for slot in self.slots if not slot.busy]
+
+    def acquire(self, prompt: list[int]) -> tuple[Slot, int] | None:
+        """Reserve an idle slot for `prompt`; returns it with how many leading prompt tokens
+        its KV already holds (at most len(prompt) - 1: the last token must run to give
+        logits). None when every slot is busy."""
+        idle = self.idle()
+        if not idle:
+            return None
+        if not self.reuse_prefixes:
+            slot = idle[0]
+            self.engine.forget(slot.seq_id)
+            slot.tokens, slot.busy = [], True
+            return slot, 0
+
+        slot = max(idle, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.idle_since))
+        match = common_prefix_length(slot.tokens, prompt)
+        key, saved_match = self.host_cache.best_match(prompt)
+        if key is not None and saved_match >= match + MIN_RESTORE_GAIN:
+            slot = self._least_valuable(idle)
+            self._stash(slot)
+            saved = self.host_cache.take(key)
+            self.engine.restore_sequence(slot.seq_id, saved.state)
+            slot.tokens, match = list(saved.tokens), saved_match
+        elif match == 0:
+            slot = self._least_valuable(idle)  # keep the useful conversations where they are
+
+        reuse = min(match, len(prompt) - 1)
+        if len(slot.tokens) - reuse >= MIN_TOKENS_WORTH_SAVING:
+            self._stash(slot)  # about to cut a conversation short: keep a copy
+        self.engine.forget(slot.seq_id, start=reuse)
+        slot.tokens = slot.tokens[:reuse]
+        slot.busy = True
+        return slot, reuse
+
+    def release(self, slot: Slot, tokens_in_kv: list[int] | None) -> None:
+        """The request on `slot` ended; None means its KV cannot be trusted (an error)."""
+        slot.busy = False
+        slot.idle_since = time.monotonic()
+        if tokens_in_kv is None or not self.reuse_prefixes:
+            self.engine.forget(slot.seq_id)
+            slot.tokens = []
+        else:
+            slot.tokens = tokens_in_kv
+
+    def _least_valuable(self, idle: list[Slot]) -> Slot:
+        """An empty slot, else the one idle the longest."""
+        return min(idle, key=lambda s: (bool(s.tokens), s.idle_since))
+
+    def _stash(self, slot: Slot) -> None:
+        if len(slot.tokens) >= MIN_TOKENS_WORTH_SAVING and self.host_cache.max_bytes > 0:
+            self.host_cache.put(SavedSequence(list(slot.tokens), self.engine.save_sequence(slot.seq_id)))
