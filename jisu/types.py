@@ -83,6 +83,8 @@ class SamplingParams:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF; set by structured-output requests
+    grammar_trigger: str | None = None  # lazy grammar: it applies once this text appears
+    ignore_eos: bool = False  # keep going past end-of-turn (benchmarks want fixed lengths)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -67,6 +67,7 @@ class FakeEngine:
     batches: list[list[BatchSlice]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     restores: int = 0
+    grammars_checked: list[str] = field(default_factory=list)
     closed: bool = False
 
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
@@ -93,6 +94,9 @@ class FakeEngine:
     def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> "ScriptedSampler":
         prompt = self.tokenizer.detokenize(prompt_tokens)
         return ScriptedSampler(list(self.answer(prompt).encode()) + [END_OF_TURN])
+
+    def check_grammar(self, grammar: str, trigger: str | None = None) -> None:
+        self.grammars_checked.append(grammar)
 
     def forget(self, seq_id: int, start: int = 0) -> None:
         held = self.kv.get(seq_id, [])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,7 +17,20 @@ from jisu.cli.common import (
     reports_user_errors,
     sampling_options,
 )
+from jisu.server.tools import plan_output, with_schema_instruction
 from jisu.types import ChatMessage, FinishReason
+
+
+def _response_format(as_json: bool, schema_path: Path | None) -> dict | None:
+    if schema_path is None:
+        return {"type": "json_object"} if as_json else None
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserError(f"{schema_path}: cannot be read ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{schema_path}: not valid JSON ({error})") from None
+    return {"type": "json_schema", "json_schema": {"name": schema_path.stem, "schema": schema}}
 
 
 def build_prompt(prompt: str | None, piped: str | None) -> str:
@@ -30,19 +45,25 @@ def build_prompt(prompt: str | None, piped: str | None) -> str:
 @click.argument("prompt", required=False)
 @model_options
 @sampling_options
+@click.option("--json", "as_json", is_flag=True, help="Answer with one valid JSON object.")
+@click.option("--schema", type=click.Path(dir_okay=False, path_type=Path),
+              help="Answer with JSON valid against this JSON schema file.")
 @click.option("--verbose", "-v", is_flag=True, help="Print speed figures and prompt progress to stderr.")
 @reports_user_errors
 def ask(prompt, model, quant, ctx_size, threads, system, temperature, top_p, top_k,
-        max_tokens, seed, verbose):
+        max_tokens, seed, as_json, schema, verbose):
     """Answer PROMPT once; text piped into stdin is appended to it.
 
     \b
     Example:  jisu ask "把这段JS转成TypeScript" < input.js > output.ts
     """
+    plan = plan_output(_response_format(as_json, schema), None, None)
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     question = build_prompt(prompt, piped)
     sampling = make_sampling(temperature, top_p, top_k, max_tokens, seed)
+    sampling.grammar = plan.grammar
     messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", question)]
+    messages = with_schema_instruction(messages, plan.schema_instruction)
 
     with load_runtime(model, quant, ctx_size, threads, parallel=1) as runtime:
         tokens = runtime.chat_tokens(messages)

@@ -21,7 +21,7 @@ import llama_cpp.llama_cpp as C
 import numpy as np
 
 from jisu.config import MAX_CTX_SIZE, EngineConfig
-from jisu.engine.sampling import Sampler
+from jisu.engine.sampling import Sampler, grammar_sampler
 from jisu.engine.tokenizer import Tokenizer
 from jisu.models.registry import ModelError
 from jisu.types import SamplingParams
@@ -202,6 +202,10 @@ class LlamaEngine:
     def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> Sampler:
         """A sampler for one sequence; the caller closes it when the sequence ends."""
         return Sampler(params, self.tokenizer, self.ctx, prompt_tokens)
+
+    def check_grammar(self, grammar: str, trigger: str | None = None) -> None:
+        """Raise InvalidRequest unless llama.cpp accepts the grammar (any thread may call)."""
+        C.llama_sampler_free(grammar_sampler(self.tokenizer.vocab, grammar, trigger))
 
     def logits(self, batch_index: int) -> np.ndarray:
         pointer = C.llama_get_logits_ith(self.ctx, batch_index)

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from jisu.engine.llama import BatchSlice
+from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request, TextAssembler
 from jisu.scheduler.slots import SlotTable
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
-# One step (a decode for everyone, plus some prefill) should take about this long, so the
-# gap between two tokens of a running answer stays well under half a second.
-STEP_TIME_BUDGET_S = 0.2
-MIN_PREFILL_CHUNK = 16
 
 
 class QueueFull(Exception):
@@ -84,7 +81,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._closing = False
-        self._tokens_per_s = 150.0  # first guess; measured from every step after that
+        self._pacer = StepPacer()
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
 
@@ -193,13 +190,11 @@ class Scheduler:
                 request.emit(Queued(position))
 
     def _step(self) -> None:
-        slices, owners = self._plan_batch()
+        slices, owners, n_decoding = self._plan_batch()
         started = time.perf_counter()
         outputs = self.engine.decode(slices)
-        elapsed = time.perf_counter() - started
-        batch_tokens = sum(len(s.tokens) for s in slices)
-        if batch_tokens >= MIN_PREFILL_CHUNK and elapsed > 0:
-            self._tokens_per_s = 0.7 * self._tokens_per_s + 0.3 * (batch_tokens / elapsed)
+        n_prefill = sum(len(s.tokens) for s in slices) - n_decoding
+        self._pacer.record(n_decoding, n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
 
         for request, piece, output in zip(owners, slices, outputs):
@@ -212,26 +207,32 @@ class Scheduler:
                 request.phase = Phase.DECODE
             self._accept(request, request.sampler.sample(output))
 
-    def _plan_batch(self) -> tuple[list[BatchSlice], list[Request]]:
+    def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
+        """One step's batch: every decoding answer's next token, then prompt chunks."""
         slices: list[BatchSlice] = []
         owners: list[Request] = []
         for request in self._running:
             if request.phase is Phase.DECODE:
                 slices.append(BatchSlice(request.slot.seq_id, [request.next_token], request.n_past, True))
                 owners.append(request)
-        capacity = self.engine.batch_capacity - len(slices)
-        if slices:  # someone is waiting for tokens: keep the step short
-            budget = int(self._tokens_per_s * STEP_TIME_BUDGET_S) - len(slices)
-            capacity = min(capacity, max(MIN_PREFILL_CHUNK, budget))
-        for request in self._running:
-            if request.phase is not Phase.PREFILL or capacity <= 0:
-                continue
+        n_decoding = len(slices)
+        capacity = self.engine.batch_capacity - n_decoding
+        if n_decoding:  # people are waiting for tokens: keep the step short
+            capacity = min(capacity, self._pacer.prefill_budget(n_decoding))
+        # Shortest prompt first: a new chat turn of 30 tokens should not wait behind a
+        # pasted document; the document still advances with whatever capacity is left.
+        prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL),
+                            key=lambda r: r.prompt_remaining)
+        for request in prefilling:
+            if capacity <= 0:
+                break
             limit = request.prompt_remaining
-            if request.wants_reproducible_output and limit > 1:
+            if request.wants_reproducible_output and limit > 1 and not n_decoding:
                 # Greedy or seeded answers should repeat. The last prompt token's logits
-                # differ in the last bits depending on what it is batched with, so it gets
-                # a step of its own: then a cold prompt and a reused prefix (the same
-                # request sent again) compute it the same way.
+                # differ in the last bits depending on what it is batched with, so when it
+                # would otherwise share a step only with its own prompt, it gets a step of
+                # its own: a cold prompt and a reused one (the same request sent again)
+                # then compute it the same way.
                 limit -= 1
             take = min(capacity, limit)
             chunk = request.prompt_tokens[request.n_past : request.n_past + take]
@@ -239,12 +240,12 @@ class Scheduler:
             slices.append(BatchSlice(request.slot.seq_id, chunk, request.n_past, finishes_prompt))
             owners.append(request)
             capacity -= take
-        return slices, owners
+        return slices, owners, n_decoding
 
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
-        if self._tokenizer.is_end_of_generation(token):
+        if self._tokenizer.is_end_of_generation(token) and not request.sampling.ignore_eos:
             self._finish(request, FinishReason.STOP)
             return
         request.generated.append(token)

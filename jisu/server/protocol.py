@@ -70,6 +70,7 @@ class _SamplingFields(_Lenient):
     seed: Annotated[int, Field(ge=0, le=2**32 - 2)] | None = None
     stop: str | list[str] | None = None
     n: Annotated[int, Field(ge=1)] = 1
+    ignore_eos: bool = False  # extension (as in vLLM and llama-server), for benchmarks
     stream: bool = False
     stream_options: StreamOptions | None = None
 

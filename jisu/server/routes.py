@@ -20,6 +20,7 @@ from jisu.server.protocol import (
     usage_dict,
 )
 from jisu.server.serving import PreparedRequest, Serving
+from jisu.server.tools import ToolCallStream, split_tool_calls
 from jisu.types import Failed, Finished, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()
@@ -72,6 +73,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _event_stream(stream_chunks(serving, prepared, ChunkWriter(serving.runtime.info.id), include_usage))
     text, finished = await serving.complete(prepared, request.is_disconnected)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    finish_reason = openai_finish_reason(finished.reason)
+    content, calls = split_tool_calls(text, prepared.function_names)
+    if calls:
+        message = {"role": "assistant", "content": content, "tool_calls": calls}
+        finish_reason = "tool_calls"
     return JSONResponse({
         "id": new_id("chatcmpl"),
         "object": "chat.completion",
@@ -79,9 +86,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         "model": serving.runtime.info.id,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "logprobs": None,
-            "finish_reason": openai_finish_reason(finished.reason),
+            "finish_reason": finish_reason,
         }],
         "usage": usage_dict(finished.usage),
         "timings": finished.timings.as_dict(),
@@ -129,17 +136,28 @@ async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: Chu
                         include_usage: bool) -> AsyncIterator[str]:
     """OpenAI's chunk sequence. Queue position and prompt progress travel as SSE comments,
     which OpenAI clients skip and people watching the raw stream can read."""
+    calls = ToolCallStream(prepared.function_names) if prepared.function_names else None
     if writer.kind == "chat":
         yield sse(writer.role())
     async for event in serving.events(prepared):
         if isinstance(event, TextDelta):
-            yield sse(writer.content(event.text))
+            text = calls.feed(event.text) if calls else event.text
+            if text:
+                yield sse(writer.content(text))
         elif isinstance(event, Queued):
             yield f": queued {event.position} ahead\n\n"
         elif isinstance(event, PrefillProgress):
             yield f": prefill {event.processed}/{event.total}\n\n"
         elif isinstance(event, Finished):
-            yield sse(writer.finish(openai_finish_reason(event.reason), event.timings))
+            reason = openai_finish_reason(event.reason)
+            if calls:
+                rest, tool_calls = calls.finish()
+                if rest:
+                    yield sse(writer.content(rest))
+                if tool_calls:
+                    yield sse(writer.tool_calls(tool_calls))
+                    reason = "tool_calls"
+            yield sse(writer.finish(reason, event.timings))
             if include_usage:
                 yield sse(writer.usage(event.usage))
         elif isinstance(event, Failed):

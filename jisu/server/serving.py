@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from jisu.scheduler.request import Request
@@ -11,6 +11,7 @@ from jisu.scheduler.runtime import Runtime
 from jisu.server.errors import ApiError, model_not_found
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
+from jisu.server.tools import plan_output, with_schema_instruction
 from jisu.types import (
     ChatMessage,
     Event,
@@ -27,6 +28,7 @@ class PreparedRequest:
     prompt_tokens: list[int]
     sampling: SamplingParams
     endpoint: str
+    function_names: list[str] = field(default_factory=list)  # tools the answer may call
     submitted: Request | None = None  # set once the scheduler has it; cancel() through it
 
 
@@ -45,11 +47,16 @@ class Serving:
 
     def prepare_chat(self, body: ChatCompletionRequest) -> PreparedRequest:
         self.check_model(body.model)
+        plan = plan_output(body.response_format, body.tools, body.tool_choice)
         messages = [_to_chat_message(m, i) for i, m in enumerate(body.messages)]
-        tokens = self.runtime.chat_tokens(messages)
+        messages = with_schema_instruction(messages, plan.schema_instruction)
+        tokens = self.runtime.chat_tokens(messages, plan.tools_for_template)
         sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
+        sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
+        if plan.grammar:
+            self.runtime.engine.check_grammar(plan.grammar, plan.lazy_trigger)
         self.runtime.scheduler.check_fits(len(tokens), sampling.max_tokens)
-        return PreparedRequest(tokens, sampling, "chat")
+        return PreparedRequest(tokens, sampling, "chat", plan.function_names)
 
     def prepare_completion(self, body: CompletionRequest) -> PreparedRequest:
         self.check_model(body.model)
@@ -78,6 +85,7 @@ class Serving:
             seed=body.seed,
             max_tokens=max_tokens,
             stop=body.stop_list(),
+            ignore_eos=body.ignore_eos,
         )
 
     # ---- events out -------------------------------------------------------------------

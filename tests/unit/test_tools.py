@@ -1,0 +1,175 @@
+"""Structured output and tool calling: request checks, grammars, parsing the answer back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fakes import FakeEngine, fake_runtime
+from jisu.engine.grammar import schema_grammar
+from jisu.server.app import create_app
+from jisu.server.tools import ToolCallStream, plan_output, split_tool_calls
+from jisu.types import InvalidRequest
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+def test_json_object_mode_gets_a_grammar_rooted_at_an_object():
+    plan = plan_output({"type": "json_object"}, None, None)
+    assert "root ::= object" in plan.grammar and plan.lazy_trigger is None
+
+
+def test_json_schema_mode_tells_the_model_the_schema():
+    schema = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
+    plan = plan_output({"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}, None, None)
+    assert '"\\"age\\""' in plan.grammar
+    assert '"age"' in plan.schema_instruction
+
+
+def test_grammar_strings_never_admit_raw_control_characters():
+    grammar = schema_grammar({"type": "object", "properties": {"s": {"type": "string"}}})
+    char_rule = next(line for line in grammar.splitlines() if line.startswith("char ::="))
+    assert "\\x00-\\x1F" in char_rule, "a raw newline inside a JSON string is invalid JSON"
+
+
+@pytest.mark.parametrize(
+    "response_format,param",
+    [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema.schema"),
+        ({"type": "json_schema", "json_schema": {"schema": {"type": "nonsense"}}},
+         "response_format.json_schema.schema"),
+        ({"type": "json_schema", "json_schema": {"schema": {"type": "object", "minProperties": "x"}}},
+         "response_format.json_schema.schema"),
+    ],
+)
+def test_invalid_response_formats_are_refused_naming_the_field(response_format, param):
+    with pytest.raises(InvalidRequest) as error:
+        plan_output(response_format, None, None)
+    assert error.value.param == param
+
+
+def test_tools_auto_uses_a_lazy_grammar_triggered_by_tool_call():
+    plan = plan_output(None, [WEATHER], "auto")
+    assert plan.lazy_trigger == "<tool_call>"
+    assert plan.tools_for_template == [WEATHER] and plan.function_names == ["get_weather"]
+    assert '"\\"get_weather\\""' in plan.grammar
+
+
+def test_tools_required_and_named_are_not_lazy():
+    assert plan_output(None, [WEATHER], "required").lazy_trigger is None
+    named = plan_output(None, [WEATHER], {"type": "function", "function": {"name": "get_weather"}})
+    assert named.lazy_trigger is None and named.grammar
+
+
+def test_tool_choice_none_renders_no_tools():
+    plan = plan_output(None, [WEATHER], "none")
+    assert plan.tools_for_template is None and plan.grammar is None
+
+
+@pytest.mark.parametrize(
+    "tools,choice,param",
+    [
+        ([{"type": "function", "function": {"name": "bad name!"}}], None, "tools[0].function.name"),
+        ([{"type": "retrieval"}], None, "tools[0]"),
+        ([WEATHER, WEATHER], None, "tools"),
+        ([WEATHER], {"type": "function", "function": {"name": "other"}}, "tool_choice"),
+        (None, "required", "tool_choice"),
+        ([WEATHER], "sometimes", "tool_choice"),
+        ([{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}], None,
+         "tools[0].function.parameters"),
+    ],
+)
+def test_invalid_tools_are_refused(tools, choice, param):
+    with pytest.raises(InvalidRequest) as error:
+        plan_output(None, tools, choice)
+    assert error.value.param == param
+
+
+def test_split_tool_calls_parses_qwen_blocks():
+    content, calls = split_tool_calls("Let me check.\n" + CALL_TEXT, ["get_weather"])
+    assert content == "Let me check."
+    assert calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert calls[0]["id"].startswith("call_") and calls[0]["type"] == "function"
+
+
+@pytest.mark.parametrize("text", [
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',  # broken JSON
+    '<tool_call>\n{"name": "launch_rockets", "arguments": {}}\n</tool_call>',  # unknown function
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa',  # cut by max_tokens
+])
+def test_malformed_calls_come_back_as_plain_content(text):
+    content, calls = split_tool_calls(text, ["get_weather"])
+    assert calls == [] and content == text
+
+
+def test_tool_call_stream_holds_back_the_call_and_streams_the_rest():
+    stream = ToolCallStream(["get_weather"])
+    shown = [stream.feed(piece) for piece in ["Sure. ", "<tool", "_call>\n{\"name\"", ": \"get_weather\", "
+                                              "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"]]
+    assert "".join(shown) == "Sure. "
+    rest, calls = stream.finish()
+    assert rest == "" and calls[0]["function"]["name"] == "get_weather"
+
+
+def test_tool_call_stream_releases_text_that_was_not_a_call():
+    stream = ToolCallStream(["get_weather"])
+    assert stream.feed("a <tool") == "a "
+    assert stream.feed("box> b") == "<toolbox> b"
+    assert stream.finish() == ("", [])
+
+
+@pytest.fixture
+def tool_client():
+    engine = FakeEngine(answer=lambda prompt: CALL_TEXT)
+    with fake_runtime(engine) as runtime, TestClient(create_app(runtime)) as client:
+        yield client, engine
+
+
+def test_api_returns_tool_calls(tool_client):
+    client, engine = tool_client
+    body = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "weather in Paris?"}], "tools": [WEATHER]}).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    assert engine.grammars_checked, "the tool grammar is checked before generation"
+
+
+def test_api_streams_tool_calls(tool_client):
+    client, _ = tool_client
+    response = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "weather?"}], "tools": [WEATHER], "stream": True})
+    chunks = [json.loads(line[6:]) for line in response.text.splitlines()
+              if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert not any(d.get("content") for d in deltas), "the raw <tool_call> text is not streamed"
+    calls = [d["tool_calls"] for d in deltas if "tool_calls" in d]
+    assert calls[0][0]["index"] == 0 and calls[0][0]["function"]["name"] == "get_weather"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_tool_messages_are_accepted_in_history(tool_client):
+    client, _ = tool_client
+    response = client.post("/v1/chat/completions", json={"tools": [WEATHER], "tool_choice": "none", "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 21}'},
+    ]})
+    assert response.status_code == 200
+
+
+def test_invalid_schema_is_400_before_generation(tool_client):
+    client, engine = tool_client
+    response = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "response_format.json_schema.schema"
+    assert engine.batches == [], "nothing was generated"
