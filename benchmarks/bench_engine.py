@@ -42,12 +42,13 @@ def rss_mb() -> float:
 
 def measure_jisu(model: str, threads: int, ctx: int) -> dict:
     from jisu.config import EngineConfig
+    from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
     from jisu.scheduler.runtime import Runtime
     from jisu.types import Finished, SamplingParams, TextDelta
 
     started = time.perf_counter()
-    resolved = resolve_model(model, quiet=True)
+    resolved = resolve_model(model, quiet=True, quantizer=quantize)
     runtime = Runtime.load(resolved, EngineConfig(resolved.path, ctx_size=ctx, threads=threads, parallel=1),
                       reuse_prefixes=False)  # every run pays its full prompt
     load_s = time.perf_counter() - started
@@ -85,9 +86,10 @@ def measure_jisu(model: str, threads: int, ctx: int) -> dict:
 def measure_reference(model: str, threads: int, ctx: int) -> dict:
     from llama_cpp import Llama
 
+    from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
 
-    path = str(resolve_model(model, quiet=True).path)
+    path = str(resolve_model(model, quiet=True, quantizer=quantize).path)
     started = time.perf_counter()
     llm = Llama(path, n_ctx=ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
     load_s = time.perf_counter() - started
@@ -139,7 +141,7 @@ ROWS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="alias or GGUF path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=3)

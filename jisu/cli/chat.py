@@ -71,12 +71,12 @@ def _read_lines_from_pipe():
 @model_options
 @sampling_options
 @reports_user_errors
-def chat(model, quant, ctx_size, threads, system, temperature, top_p, top_k, max_tokens, seed):
+def chat(model, quant, ctx_size, threads, kv_cache_type, flash_attn, system, temperature, top_p, top_k, max_tokens, seed):
     """Chat in the terminal. Ctrl-C stops the current answer; /exit leaves."""
     interactive = sys.stdin.isatty()
     sampling = make_sampling(temperature, top_p, top_k, max_tokens, seed)
     conversation = Conversation(system)
-    with load_runtime(model, quant, ctx_size, threads, parallel=1) as runtime:
+    with load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=1) as runtime:
         if interactive:
             click.echo(f"jisu chat · {runtime.info.name} ({runtime.info.quantization}) · {HELP}", err=True)
         lines = _read_lines_from_terminal() if interactive else _read_lines_from_pipe()

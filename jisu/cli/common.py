@@ -48,6 +48,10 @@ def model_options(command: Callable) -> Callable:
                      show_default=True, help="Most tokens one conversation may hold."),
         click.option("--threads", "-t", type=click.IntRange(0, 512), default=0,
                      help="CPU threads (default: physical cores)."),
+        click.option("--kv-cache-type", type=click.Choice(["f16", "q8_0"]), default="f16", show_default=True,
+                     help="q8_0 halves the memory of long contexts."),
+        click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="auto: off (decodes long contexts ~3x faster on CPUs), on for a q8_0 KV cache."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -77,13 +81,15 @@ def make_sampling(temperature: float, top_p: float, top_k: int, max_tokens: int 
 
 
 def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: int,
+                 kv_cache_type: str = "f16", flash_attn: str = "auto",
                  parallel: int = DEFAULT_PARALLEL, **runtime_options):
     from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
     from jisu.scheduler.runtime import Runtime
 
     resolved = resolve_model(model, quant, quantizer=quantize)
-    config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel)
+    config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel,
+                          kv_cache_type=kv_cache_type, flash_attention=flash_attn)
     return Runtime.load(resolved, config, **runtime_options)
 
 

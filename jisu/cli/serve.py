@@ -8,7 +8,7 @@ import click
 
 from jisu.cli.common import UserError, load_runtime, model_options, reports_user_errors
 from jisu.config import DEFAULT_HOST, DEFAULT_PARALLEL, DEFAULT_PORT
-from jisu.scheduler.loop import DEFAULT_MAX_QUEUE
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -35,15 +35,18 @@ def bind(host: str, port: int) -> socket.socket:
               help="Answers generated at the same time.")
 @click.option("--max-queue", type=click.IntRange(0, 100_000), default=DEFAULT_MAX_QUEUE, show_default=True,
               help="Requests allowed to wait; more get 503 with Retry-After.")
+@click.option("--cache-ram", type=click.IntRange(0, 1_000_000), default=DEFAULT_HOST_CACHE_MB, show_default=True,
+              metavar="MB", help="Host memory for conversations moved out of the KV cache.")
 @reports_user_errors
-def serve(host, port, model, quant, ctx_size, threads, parallel, max_queue):
+def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel, max_queue, cache_ram):
     """Start the API server and web UI."""
     import uvicorn
 
     from jisu.server.app import create_app
 
     sock = bind(host, port)
-    runtime = load_runtime(model, quant, ctx_size, threads, parallel=parallel, max_queue=max_queue)
+    runtime = load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=parallel,
+                           max_queue=max_queue, host_cache_mb=cache_ram)
     try:
         app = create_app(runtime)
         actual_port = sock.getsockname()[1]

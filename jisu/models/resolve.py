@@ -54,7 +54,8 @@ def resolve_model(spec: str | None = None, quant: str | None = None, quiet: bool
         )
         if not quiet:
             print(f"jisu: {note}", file=sys.stderr)
-        fallback_variant = standin.variant()
+        # The same format if the stand-in offers it: it is what the user chose for speed.
+        fallback_variant = standin.variant(variant.quant if variant.quant in standin.variants else None)
         path = pull(standin, fallback_variant, store, quiet=quiet, quantizer=quantizer)
         return ResolvedModel(
             path, standin.display_name, standin.alias, fallback_variant.quant, fallback_note=note

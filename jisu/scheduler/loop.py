@@ -112,6 +112,7 @@ class Scheduler:
                 "running": len(self._running),
                 "queued": len(self._waiting),
                 "idle_slots": len(self._slots.idle()),
+                "slots_in_use": len(self._slots.slots) - len(self._slots.idle()),
                 "host_cached_sequences": len(self._slots.host_cache),
                 "host_cache_bytes": self._slots.host_cache.total_bytes,
             }

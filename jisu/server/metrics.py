@@ -30,8 +30,10 @@ class Metrics:
                                         buckets=TOKEN_BUCKETS, registry=self.registry)
         running = Gauge("jisu_requests_running", "Requests being generated", registry=self.registry)
         queued = Gauge("jisu_requests_queued", "Requests waiting for a slot", registry=self.registry)
+        slots = Gauge("jisu_slots_in_use", "Engine sequences held by a request", registry=self.registry)
         running.set_function(lambda: engine_stats()["running"])
         queued.set_function(lambda: engine_stats()["queued"])
+        slots.set_function(lambda: engine_stats()["slots_in_use"])
 
     def request_finished(self, endpoint: str, finished: Finished) -> None:
         self.requests.labels(endpoint, "ok").inc()

@@ -32,7 +32,7 @@ def test_models_lists_the_real_model(client):
     assert [m.id for m in models] == [MODEL]
     extra = models[0].model_extra
     assert extra["name"] == "Qwen2.5-Coder-0.5B-Instruct"
-    assert extra["quantization"] == "q4_k_m" and extra["context_size"] == 4096
+    assert extra["quantization"] == "iq4_nl" and extra["context_size"] == 4096
 
 
 def test_non_streaming_chat(client):

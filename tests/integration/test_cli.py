@@ -103,7 +103,7 @@ def test_ctrl_c_stops_the_answer_but_not_the_chat(model_path):
     first = process.stdout.read(20)  # the answer has started streaming
     assert first
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate("Reply with just the word: pineapple\n", timeout=300)
+    out, err = process.communicate("What is 2 + 3? Reply with just the number.\n", timeout=300)
     assert process.returncode == 0, err
     assert "(stopped)" in err
-    assert "pineapple" in out.lower(), "the chat must go on after Ctrl-C"
+    assert "5" in out.splitlines()[-1], "the chat must go on after Ctrl-C"

