@@ -224,13 +224,13 @@ async def ninth_turn(client, url: str, user: int) -> list[dict]:
     return messages + [{"role": "assistant", "content": answer.text}]
 
 
-async def tenth_turn(client, url: str, messages: list[dict], delay_s: float) -> float:
+async def tenth_turn(client, url: str, messages: list[dict], delay_s: float):
     await asyncio.sleep(delay_s)  # people ask at different moments
     messages = messages + [{"role": "user", "content": "Why that one? Tell me more about it."}]
     answer = await stream_chat(client, url, {"messages": messages, "max_tokens": 64, "temperature": 0})
     if answer.error:
         raise RuntimeError(answer.error)
-    return answer.ttft_s
+    return answer
 
 
 def scenario_turns(model, threads):
@@ -242,17 +242,21 @@ def scenario_turns(model, threads):
                                           for messages in conversations))
 
     with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        ttfts = run(room(url))
+        answers = run(room(url))
         rss = peak_rss_mb(pid)
+    ttfts = [a.ttft_s for a in answers]
+    new = [a.prompt_tokens - a.cached_tokens for a in answers]
     print("\n3. 8 users, ~2,000 tokens of history each, asking their 10th question within 4 s of each other")
     print(f"time to first token: median {statistics.median(ttfts):.2f} s, max {max(ttfts):.2f} s "
-          f"(all: {', '.join(f'{t:.2f}' for t in sorted(ttfts))}); jisu peak RSS {rss:.0f} MB")
+          f"(all: {', '.join(f'{t:.2f}' for t in sorted(ttfts))}); prompts of "
+          f"{min(a.prompt_tokens for a in answers)}-{max(a.prompt_tokens for a in answers)} tokens of which "
+          f"{min(new)}-{max(new)} were new; jisu peak RSS {rss:.0f} MB")
 
 
 def scenario_long(model, threads, rounds):
     def document(round_):
         return " ".join(f"Line {i} of report {round_}: the quick brown fox jumps over the lazy dog near "
-                        f"the river bank." for i in range(190))
+                        f"the river bank." for i in range(135))  # ~3,000 tokens
 
     async def one_round(url, round_):
         decoders = [asyncio.create_task(run_load(url, [essay_request(i, 200, variant=round_)], 1))
@@ -261,6 +265,8 @@ def scenario_long(model, threads, rounds):
         async with httpx.AsyncClient(timeout=900) as client:
             long = await stream_chat(client, url, {"max_tokens": 16, "temperature": 0, "messages": [
                 {"role": "user", "content": "Summarise this document:\n" + document(round_)}]})
+            if long.error:
+                raise RuntimeError(long.error)
         summaries = await asyncio.gather(*decoders)
         gaps = [gap for s in summaries for r in s.ok for gap in r.itl_s]
         return long, gaps

@@ -26,6 +26,8 @@ class StreamResult:
     ttft_s: float = 0.0
     latency_s: float = 0.0
     output_tokens: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the server did not have to process again
     chunk_times: list[float] = field(default_factory=list)  # perf_counter of each content chunk
     text: str = ""
     error: str | None = None
@@ -60,7 +62,10 @@ async def stream_chat(client: httpx.AsyncClient, url: str, body: dict) -> Stream
                     result.error = chunk["error"].get("message", "error")
                     break
                 if chunk.get("usage"):
-                    result.output_tokens = chunk["usage"]["completion_tokens"]
+                    usage = chunk["usage"]
+                    result.output_tokens = usage["completion_tokens"]
+                    result.prompt_tokens = usage.get("prompt_tokens", 0)
+                    result.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
                 for choice in chunk.get("choices", []):
                     content = choice.get("delta", {}).get("content")
                     if content:

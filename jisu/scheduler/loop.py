@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
+# A prompt this short (a new chat turn after its prefix was reused) gets a step of its own.
+SHORT_PROMPT_TOKENS = 64
 
 
 class QueueFull(Exception):
@@ -209,31 +211,33 @@ class Scheduler:
             self._accept(request, request.sampler.sample(output))
 
     def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
-        """One step's batch: every decoding answer's next token, then prompt chunks."""
-        slices: list[BatchSlice] = []
-        owners: list[Request] = []
-        for request in self._running:
-            if request.phase is Phase.DECODE:
-                slices.append(BatchSlice(request.slot.seq_id, [request.next_token], request.n_past, True))
-                owners.append(request)
-        n_decoding = len(slices)
-        capacity = self.engine.batch_capacity - n_decoding
-        if n_decoding:  # people are waiting for tokens: keep the step short
-            capacity = min(capacity, self._pacer.prefill_budget(n_decoding))
-        # Shortest prompt first: a new chat turn of 30 tokens should not wait behind a
-        # pasted document; the document still advances with whatever capacity is left.
+        """One step's batch: every decoding answer's next token plus prompt chunks, or, when
+        someone has just sent a short message, only those short prompts."""
         prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL),
                             key=lambda r: r.prompt_remaining)
-        for request in prefilling:
+        decoding = [r for r in self._running if r.phase is Phase.DECODE]
+        short = [r for r in prefilling if r.prompt_remaining <= SHORT_PROMPT_TOKENS]
+        if short and decoding:
+            # On a few cores a step is compute-bound: adding the running answers' tokens
+            # to a new turn's prefill makes the step as long as both done apart. Running
+            # the new turn first brings its first token one whole step sooner, and costs
+            # each running answer a single pause of about one step.
+            decoding, prefilling = [], short
+        slices = [BatchSlice(r.slot.seq_id, [r.next_token], r.n_past, True) for r in decoding]
+        owners = list(decoding)
+        capacity = self.engine.batch_capacity - len(slices)
+        if decoding:  # people are waiting for tokens: keep the step short
+            capacity = min(capacity, self._pacer.prefill_budget(len(decoding)))
+        alone = len(self._running) == 1
+        for request in prefilling:  # shortest first: a chat turn never waits behind a document
             if capacity <= 0:
                 break
             limit = request.prompt_remaining
-            if request.wants_reproducible_output and limit > 1 and not n_decoding:
+            if request.wants_reproducible_output and limit > 1 and alone:
                 # Greedy or seeded answers should repeat. The last prompt token's logits
-                # differ in the last bits depending on what it is batched with, so when it
-                # would otherwise share a step only with its own prompt, it gets a step of
-                # its own: a cold prompt and a reused one (the same request sent again)
-                # then compute it the same way.
+                # differ in the last bits depending on what it is batched with, so a request
+                # running alone computes it in a step of its own: a cold prompt and a reused
+                # one (the same request sent again) then compute it the same way.
                 limit -= 1
             take = min(capacity, limit)
             chunk = request.prompt_tokens[request.n_past : request.n_past + take]
@@ -241,7 +245,7 @@ class Scheduler:
             slices.append(BatchSlice(request.slot.seq_id, chunk, request.n_past, finishes_prompt))
             owners.append(request)
             capacity -= take
-        return slices, owners, n_decoding
+        return slices, owners, len(decoding)
 
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:

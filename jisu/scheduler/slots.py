@@ -16,6 +16,7 @@ from jisu.scheduler.prefix_cache import HostCache, SavedSequence, common_prefix_
 
 # Shorter contents are cheaper to recompute than to save and restore.
 MIN_TOKENS_WORTH_SAVING = 64
+MIN_TOKENS_WORTH_COPYING = 16
 # Restore from the host cache only when it saves at least this many tokens of prefill.
 MIN_RESTORE_GAIN = 32
 
@@ -51,21 +52,29 @@ class SlotTable:
             slot.tokens, slot.busy = [], True
             return slot, 0
 
-        slot = max(idle, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.idle_since))
-        match = common_prefix_length(slot.tokens, prompt)
+        donor = max(idle, key=lambda s: (common_prefix_length(s.tokens, prompt), s.idle_since))
+        match = common_prefix_length(donor.tokens, prompt)
         key, saved_match = self.host_cache.best_match(prompt)
-        if key is not None and saved_match >= match + MIN_RESTORE_GAIN:
+        restore = key is not None and saved_match >= match + MIN_RESTORE_GAIN
+        if match and match == len(donor.tokens) and not restore:
+            slot = donor  # the next turn of the conversation this slot holds
+        else:
+            # Keep other conversations where they are: take an empty or long-idle slot,
+            # saving what it held, and bring the best prefix into it.
             slot = self._least_valuable(idle)
             self._stash(slot)
-            saved = self.host_cache.take(key)
-            self.engine.restore_sequence(slot.seq_id, saved.state)
-            slot.tokens, match = list(saved.tokens), saved_match
-        elif match == 0:
-            slot = self._least_valuable(idle)  # keep the useful conversations where they are
+            if restore:
+                saved = self.host_cache.take(key)
+                self.engine.restore_sequence(slot.seq_id, saved.state)
+                slot.tokens, match = list(saved.tokens), saved_match
+            elif donor is not slot and match >= MIN_TOKENS_WORTH_COPYING:
+                # e.g. a system prompt everyone shares: copying KV beats recomputing it
+                self.engine.restore_sequence(slot.seq_id, self.engine.save_sequence(donor.seq_id))
+                slot.tokens = list(donor.tokens)
+            elif donor is not slot:
+                match = 0
 
         reuse = min(match, len(prompt) - 1)
-        if len(slot.tokens) - reuse >= MIN_TOKENS_WORTH_SAVING:
-            self._stash(slot)  # about to cut a conversation short: keep a copy
         self.engine.forget(slot.seq_id, start=reuse)
         slot.tokens = slot.tokens[:reuse]
         slot.busy = True

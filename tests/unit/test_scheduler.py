@@ -173,6 +173,24 @@ def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
         "prefill chunks must share steps with the running answer's decode"
 
 
+def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
+    engine.step_delay_s = 0.002
+    with fake_runtime(engine, parallel=3) as runtime:
+        chat = [ChatMessage("user", "first question")]
+        answer, _ = collect(runtime, runtime.chat_tokens(chat))  # this conversation stays cached
+        engine.answer = lambda p: "y" * 60
+        _, running = submit(runtime, prompt(runtime, "someone else's long answer"))
+        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        engine.batches.clear()
+        chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
+        _, next_turn = submit(runtime, runtime.chat_tokens(chat))
+        wait_finished(next_turn)
+        wait_finished(running)
+    prefill_steps = [b for b in engine.batches if any(len(s.tokens) > 1 for s in b)]
+    assert len(prefill_steps) == 1 and len(prefill_steps[0]) == 1, \
+        "the new turn's prefill should be one step of its own, without the running answer's token"
+
+
 def test_queue_overflow_is_refused(engine):
     engine.step_delay_s = 0.02
     with fake_runtime(engine, parallel=1, max_queue=1) as runtime:
