@@ -234,13 +234,6 @@ class LlamaEngine:
             C.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
             raise EngineError(f"could not restore the saved KV of sequence {seq_id}")
 
-    def last_position(self, seq_id: int) -> int:
-        """Highest position held for the sequence, -1 when it holds nothing."""
-        return C.llama_memory_seq_pos_max(self.memory, seq_id)
-
-    def clear(self) -> None:
-        C.llama_memory_clear(self.memory, True)
-
     def close(self) -> None:
         self._stack.close()
         self.model = self.ctx = None

@@ -62,7 +62,6 @@ class Counters:
     prompt_tokens_cached: int = 0  # prompt tokens whose KV was reused
     completion_tokens: int = 0
     steps: int = 0
-    requests_finished: int = 0
 
 
 class Scheduler:
@@ -277,7 +276,6 @@ class Scheduler:
             tail = request.text.finish()
             if tail:
                 request.emit(TextDelta(tail, []))
-        self.counters.requests_finished += 1
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
         if was_running:
             self._release(request, keep_kv=True)

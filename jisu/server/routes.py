@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from jisu.server.errors import ApiError, as_api_error, error_body
+from jisu.server.errors import as_api_error, error_body
 from jisu.server.metrics import CONTENT_TYPE_LATEST
 from jisu.server.protocol import (
     ChatCompletionRequest,
@@ -164,10 +164,3 @@ async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: Chu
             yield sse(error_body(event.message, "server_error", code=event.code))
             return
     yield "data: [DONE]\n\n"
-
-
-def install_routes(app) -> None:
-    app.include_router(router)
-
-
-__all__ = ["ApiError", "install_routes", "router", "stream_chunks"]

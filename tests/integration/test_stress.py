@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -49,7 +50,10 @@ def test_forty_requests_at_concurrency_twelve_with_disconnects(server):
 
             return await asyncio.wait_for(asyncio.gather(*(guarded(n) for n in range(40))), timeout=600)
 
-    outcomes = asyncio.run(scenario())
+    # A thread of its own: the session-wide Playwright browser of the e2e tests keeps an
+    # event loop running on the main thread, where asyncio.run would refuse to start.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outcomes = pool.submit(asyncio.run, scenario()).result()
     assert "ended without [DONE]" not in outcomes
     assert outcomes.count("finished") >= 10 and outcomes.count("disconnected") >= 5, outcomes
     deadline = time.monotonic() + 15
