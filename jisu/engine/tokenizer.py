@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Sequence
 
 import llama_cpp.llama_cpp as C
+import numpy as np
 
 from jisu.engine.template import Segment
 
@@ -52,3 +54,8 @@ class Tokenizer:
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def end_of_generation_tokens(self) -> np.ndarray:
+        """Every token that ends a turn (Qwen has several); found once, in ~0.1 s."""
+        return np.array([t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
-# A prompt this short (a new chat turn after its prefix was reused) gets a step of its own.
+# A request with this few new prompt tokens (a chat turn after its prefix was reused) gets a
+# step of its own; the tail of a long prompt does not, it keeps sharing steps.
 SHORT_PROMPT_TOKENS = 64
 
 
@@ -211,17 +212,24 @@ class Scheduler:
 
     def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
         """One step's batch: every decoding answer's next token plus prompt chunks, or, when
-        someone has just sent a short message, only those short prompts."""
+        someone has just sent a short message, only short prompts."""
+        held_back = [r for r in self._running if r.last_token_held_back]
+        if held_back:  # see below: this token is computed alone
+            request = held_back[0]
+            request.last_token_held_back = False
+            return [self._prompt_slice(request, 1)], [request], 0
         prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL),
                             key=lambda r: r.prompt_remaining)
         decoding = [r for r in self._running if r.phase is Phase.DECODE]
-        short = [r for r in prefilling if r.prompt_remaining <= SHORT_PROMPT_TOKENS]
+        short = [r for r in prefilling if r.new_prompt_tokens <= SHORT_PROMPT_TOKENS]
         if short and decoding:
             # On a few cores a step is compute-bound: adding the running answers' tokens
             # to a new turn's prefill makes the step as long as both done apart. Running
-            # the new turn first brings its first token one whole step sooner, and costs
-            # each running answer a single pause of about one step.
-            decoding, prefilling = [], short
+            # new turns first brings their first token one whole step sooner, and costs
+            # each running answer a single pause of about one step. Turns that arrive
+            # together go one per step, for the same reason: the first of them need not
+            # wait for all the others.
+            prefilling, decoding = short[:1], []
         slices = [BatchSlice(r.slot.seq_id, [r.next_token], r.n_past, True) for r in decoding]
         owners = list(decoding)
         capacity = self.engine.batch_capacity - len(slices)
@@ -231,20 +239,24 @@ class Scheduler:
         for request in prefilling:  # shortest first: a chat turn never waits behind a document
             if capacity <= 0:
                 break
-            limit = request.prompt_remaining
-            if request.wants_reproducible_output and limit > 1 and alone:
+            take = min(capacity, request.prompt_remaining)
+            if request.wants_reproducible_output and alone and take == request.prompt_remaining > 1:
                 # Greedy or seeded answers should repeat. The last prompt token's logits
                 # differ in the last bits depending on what it is batched with, so a request
-                # running alone computes it in a step of its own: a cold prompt and a reused
-                # one (the same request sent again) then compute it the same way.
-                limit -= 1
-            take = min(capacity, limit)
-            chunk = request.prompt_tokens[request.n_past : request.n_past + take]
-            finishes_prompt = take == request.prompt_remaining
-            slices.append(BatchSlice(request.slot.seq_id, chunk, request.n_past, finishes_prompt))
+                # running alone computes that token in a step of its own, next: a cold
+                # prompt and a reused one (the same request sent again) then compute it
+                # the same way, whoever arrives in between.
+                take -= 1
+                request.last_token_held_back = True
+            slices.append(self._prompt_slice(request, take))
             owners.append(request)
             capacity -= take
         return slices, owners, len(decoding)
+
+    @staticmethod
+    def _prompt_slice(request: Request, take: int) -> BatchSlice:
+        chunk = request.prompt_tokens[request.n_past : request.n_past + take]
+        return BatchSlice(request.slot.seq_id, chunk, request.n_past, take == request.prompt_remaining)
 
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:

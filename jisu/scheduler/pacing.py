@@ -10,8 +10,9 @@ answer see no gap much longer than the budget while someone pastes a long docume
 from __future__ import annotations
 
 STEP_BUDGET_S = 0.35  # keeps inter-token gaps under half a second
-MIN_PREFILL_CHUNK = 16  # a long prompt always moves forward
-MIN_MEASURED_PREFILL = 32  # smaller prefills are too noisy to learn a speed from
+MIN_PREFILL_CHUNK = 8  # a long prompt always moves forward; also the smallest chunk
+# learned from, so the speed keeps being learned however small the chunks get (a prompt
+# slows down as it grows: each new token attends to all the ones before it)
 SMOOTHING = 0.3
 
 
@@ -23,6 +24,8 @@ class StepPacer:
 
     def decode_step_s(self, n_decoding: int) -> float:
         """Expected time of a step that only decodes `n_decoding` answers."""
+        if n_decoding == 0:
+            return 0.0
         if n_decoding in self._decode_step_s:
             return self._decode_step_s[n_decoding]
         known = [(n, t) for n, t in self._decode_step_s.items() if n < n_decoding]
@@ -36,10 +39,15 @@ class StepPacer:
         return max(MIN_PREFILL_CHUNK, int(spare_s * self.prefill_tokens_per_s))
 
     def record(self, n_decoding: int, n_prefill: int, elapsed_s: float) -> None:
-        if n_prefill == 0 and n_decoding:
+        if n_decoding == 0:
+            # Only steps that people wait on teach the pace. A step of prompts alone runs
+            # faster per token (no decode share, shallow context) and would mislead the next
+            # step that shares a long prompt with running answers.
+            return
+        if n_prefill == 0:
             previous = self._decode_step_s.get(n_decoding, elapsed_s)
             self._decode_step_s[n_decoding] = previous + SMOOTHING * (elapsed_s - previous)
-        elif n_prefill >= MIN_MEASURED_PREFILL:
-            prefill_s = max(elapsed_s - (self.decode_step_s(n_decoding) if n_decoding else 0.0), 1e-3)
+        elif n_prefill >= MIN_PREFILL_CHUNK:
+            prefill_s = max(elapsed_s - self.decode_step_s(n_decoding), 1e-3)
             rate = n_prefill / prefill_s
             self.prefill_tokens_per_s += SMOOTHING * (rate - self.prefill_tokens_per_s)

@@ -58,6 +58,7 @@ class Request:
     cached_tokens: int = 0  # of those, how many came from the prefix cache
     generated: list[int] = field(default_factory=list)
     next_token: int | None = None  # sampled, not yet fed through the model
+    last_token_held_back: bool = False  # the prompt's last token runs in the next step, alone
     sampler: Sampler | None = None
     text: TextAssembler | None = None
     queue_position: int | None = None
@@ -90,6 +91,11 @@ class Request:
     @property
     def tokens_in_kv(self) -> list[int]:
         return (self.prompt_tokens + self.generated)[: self.n_past]
+
+    @property
+    def new_prompt_tokens(self) -> int:
+        """Prompt tokens that were not found in the cache when the request started."""
+        return len(self.prompt_tokens) - self.cached_tokens
 
     @property
     def prompt_remaining(self) -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import run_chat
 from jisu.engine.template import prompt_text, render_chat
-from jisu.types import ChatMessage, ContextOverflow, FinishReason, SamplingParams
+from jisu.types import ChatMessage, ContextOverflow, Finished, FinishReason, SamplingParams
 
 
 def test_handwritten_template_matches_the_models_own(runtime):
@@ -100,3 +100,30 @@ def test_too_long_prompt_is_refused_with_both_counts(runtime):
     assert str(len(tokens)) in message and "4096" in message
     with pytest.raises(ContextOverflow):
         runtime.submit(tokens, SamplingParams(), lambda event: None)
+
+
+@pytest.mark.parametrize("sampling", [
+    dict(temperature=0, repetition_penalty=1.0),  # argmax
+    dict(temperature=0),  # shortlist, then Qwen's default repetition penalty
+    dict(temperature=0.8, seed=5),  # shortlist, then top-k / top-p / temperature / draw
+    dict(temperature=1.0, seed=9, presence_penalty=0.5, top_k=40, repetition_penalty=1.0),
+], ids=["argmax", "greedy-penalized", "sampled", "sampled-presence"])
+def test_fast_sampling_paths_pick_what_llama_cpps_chain_picks(runtime, monkeypatch, sampling):
+    from jisu.engine import sampling as sampling_module
+
+    prompt = "写一首关于秋天的短诗。"
+    fast, _ = run_chat(runtime, prompt, max_tokens=48, **sampling)
+    monkeypatch.setattr(sampling_module, "USE_FAST_PATHS", False)
+    whole_vocabulary, _ = run_chat(runtime, prompt, max_tokens=48, **sampling)
+    assert fast == whole_vocabulary
+
+
+def test_ignore_eos_goes_on_in_text_to_max_tokens(runtime):
+    tokens = runtime.chat_tokens([ChatMessage("user", "Reply with just the word: yes")])
+    shown_ids, finished = [], None
+    for event in runtime.stream(tokens, SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)):
+        shown_ids += getattr(event, "token_ids", [])
+        finished = event if isinstance(event, Finished) else finished
+    assert finished.reason is FinishReason.LENGTH and finished.usage.completion_tokens == 30
+    assert not any(runtime.tokenizer.is_end_of_generation(t) for t in shown_ids)
+    assert len(shown_ids) >= 25, "the answer should continue as visible text, not control tokens"
