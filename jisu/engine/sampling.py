@@ -15,22 +15,27 @@ from jisu.engine.tokenizer import Tokenizer
 from jisu.types import InvalidRequest, SamplingParams
 
 
-# False runs llama.cpp's chain over every logit: the reference the fast paths are tested against.
+# False runs the chain over every logit and the grammar before it, as llama.cpp's
+# llama_sampler_sample would: the reference the fast paths are tested against.
 USE_FAST_PATHS = True
 # llama.cpp's llama_token_data: token id, logit, probability
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 class Sampler:
-    """One sequence's sampler chain: penalties, grammar, truncation, temperature, draw.
+    """One sequence's sampler: penalties, truncation, temperature and draw as a llama.cpp
+    chain, and an optional grammar beside it.
 
-    The chain is stateful (penalties remember recent tokens, the grammar its parse state,
-    the RNG its position), so each sequence owns one and frees it when done.
+    The samplers are stateful (penalties remember recent tokens, the grammar its parse state,
+    the RNG its position), so each sequence owns its own and frees them when done.
 
-    llama_sampler_sample copies all 151,936 logits into a candidate array and sorts for the
-    top k, ~0.8 ms per token and sequence on this class of CPU. Where the result only depends
-    on the top candidates, numpy picks them from the logits in place (~0.1 ms) and the chain
-    runs over that shortlist; plain greedy decoding is a single argmax (~0.02 ms).
+    Speed, per token and sequence on this class of CPU: llama_sampler_sample copies all
+    151,936 logits into a candidate array and sorts for the top k (~0.8 ms). Where the result
+    only depends on the top candidates, numpy picks them from the logits in place (~0.1 ms)
+    and the chain runs over that shortlist; plain greedy decoding is one argmax (~0.02 ms).
+    A grammar checked against every token of the vocabulary costs ~40 ms, so, as llama.cpp's
+    own common sampler does, the token drawn freely is checked alone, and only when the
+    grammar refuses it is the draw repeated over the tokens the grammar allows.
     """
 
     def __init__(self, params: SamplingParams, tokenizer: Tokenizer, ctx: C.llama_context_p,
@@ -38,14 +43,18 @@ class Sampler:
         self.seed = params.seed if params.seed is not None else random.getrandbits(31)
         self._ctx = ctx
         self._n_vocab = tokenizer.n_vocab
-        self._argmax_only = False  # plain greedy: no chain needed at all
+        self._greedy = params.greedy
+        self._argmax_only = False  # plain greedy without grammar: no chain needed at all
         self._shortlist = 0  # > 0: run the chain over this many top candidates only
         # ignore_eos (benchmarks' fixed-length answers) never picks an end-of-turn token, as
         # in llama-server: the answer goes on as text rather than as invisible control tokens
         self._banned = tokenizer.end_of_generation_tokens if params.ignore_eos else None
+        self._grammar = None
         self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         try:
-            self._build(params, tokenizer.vocab, tokenizer.n_vocab, prompt_tokens)
+            if params.grammar:
+                self._grammar = grammar_sampler(tokenizer.vocab, params.grammar, params.grammar_trigger)
+            self._build(params, tokenizer.n_vocab, prompt_tokens)
         except BaseException:
             self.close()
             raise
@@ -53,20 +62,14 @@ class Sampler:
     def _add(self, sampler: C.llama_sampler_p) -> None:
         C.llama_sampler_chain_add(self._chain, sampler)  # the chain now owns it
 
-    def _build(self, params: SamplingParams, vocab: C.llama_vocab_p, n_vocab: int,
-               prompt_tokens: Sequence[int]) -> None:
+    def _build(self, params: SamplingParams, n_vocab: int, prompt_tokens: Sequence[int]) -> None:
         penalized = bool((params.repetition_penalty != 1.0 or params.frequency_penalty
                           or params.presence_penalty) and params.penalty_last_n > 0)
-        shortlist = _exact_shortlist(params) if penalized else (1 if params.greedy else params.top_k)
-        if params.grammar:
-            # The grammar may reject every top candidate, so it must see the whole vocabulary.
-            self._add(grammar_sampler(vocab, params.grammar, params.grammar_trigger))
-            if penalized and shortlist:
-                self._add(C.llama_sampler_init_top_k(shortlist))
-        elif USE_FAST_PATHS:
-            if params.greedy and not penalized:
+        if USE_FAST_PATHS:
+            if params.greedy and not penalized and self._grammar is None:
                 self._argmax_only = True
                 return
+            shortlist = _exact_shortlist(params) if penalized else (1 if params.greedy else params.top_k)
             self._shortlist = min(shortlist, n_vocab)
         if penalized:
             penalties = C.llama_sampler_init_penalties(
@@ -92,37 +95,87 @@ class Sampler:
 
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits at `batch_index` of the last decode."""
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, batch_index), shape=(self._n_vocab,))
         if self._banned is not None:
-            self._logits(batch_index)[self._banned] = -np.inf  # llama.cpp's buffer, ours to edit
+            logits[self._banned] = -np.inf  # llama.cpp's buffer, ours to edit
         if self._argmax_only:
-            return int(self._logits(batch_index).argmax())  # the first of equal maxima, as llama.cpp
-        if self._shortlist:
-            return self._sample_shortlist(batch_index)
-        return C.llama_sampler_sample(self._chain, self._ctx, batch_index)
-
-    def _logits(self, batch_index: int) -> np.ndarray:
-        pointer = C.llama_get_logits_ith(self._ctx, batch_index)
-        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
-
-    def _sample_shortlist(self, batch_index: int) -> int:
-        logits = self._logits(batch_index)
-        top = _top_candidates(logits, self._shortlist)
-        candidates = np.zeros(len(top), _TOKEN_DATA)
-        candidates["id"] = top
-        candidates["logit"] = logits[top]
-        array = C.llama_token_data_array(candidates.ctypes.data_as(C.llama_token_data_p), len(top), -1, False)
-        C.llama_sampler_apply(self._chain, ctypes.byref(array))
-        token = array.data[array.selected].id  # samplers may swap the data pointer
+            return int(logits.argmax())  # the first of equal maxima, as llama.cpp's greedy
+        if self._grammar is not None:
+            token = self._draw_allowed(logits)
+            C.llama_sampler_accept(self._grammar, token)
+        else:
+            token = self._draw(logits, self._candidate_ids(logits))
         C.llama_sampler_accept(self._chain, token)
         return token
 
+    def _candidate_ids(self, logits: np.ndarray) -> np.ndarray:
+        return _top_candidates(logits, self._shortlist) if self._shortlist else np.arange(len(logits))
+
+    def _draw(self, logits: np.ndarray, ids: np.ndarray) -> int:
+        """The chain's choice among the tokens `ids`; its state is only advanced by the
+        accept that follows."""
+        candidates = _Candidates(ids, logits[ids])  # keeps the memory the array points to
+        array = candidates.as_llama()
+        C.llama_sampler_apply(self._chain, ctypes.byref(array))
+        return int(array.data[array.selected].id)  # samplers may swap the data pointer
+
+    def _draw_allowed(self, logits: np.ndarray) -> int:
+        """The chain's choice among the tokens the grammar allows, exactly as if the grammar
+        had masked the whole vocabulary first, without paying for that when it can be seen
+        not to matter."""
+        if USE_FAST_PATHS and self._greedy:
+            token = self._draw(logits, self._candidate_ids(logits))
+            if self._grammar_allows(np.array([token])).all():
+                return token  # the best of all tokens, so also the best allowed one
+        elif USE_FAST_PATHS and self._shortlist:
+            # If the top candidates hold as many allowed tokens as the shortlist needs, the
+            # chain's candidates among allowed tokens are all among them.
+            ids = _top_candidates(logits, min(len(logits), max(4 * self._shortlist, 256)))
+            allowed = ids[self._grammar_allows(ids)]
+            if len(allowed) >= self._shortlist:
+                return self._draw(logits, allowed)
+        logits = self._grammar_masked(logits)
+        token = self._draw(logits, self._candidate_ids(logits))
+        if logits[token] == -np.inf:
+            raise RuntimeError("the output grammar allows no token here")
+        return token
+
+    def _grammar_allows(self, ids: np.ndarray) -> np.ndarray:
+        """Which of the tokens `ids` the grammar accepts next (a boolean per token)."""
+        candidates = _Candidates(ids, np.zeros(len(ids), np.float32))
+        array = candidates.as_llama()
+        C.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return candidates.data["logit"] != -np.inf
+
+    def _grammar_masked(self, logits: np.ndarray) -> np.ndarray:
+        """A copy of the logits with every token the grammar refuses at -inf."""
+        candidates = _Candidates(np.arange(len(logits)), logits)
+        array = candidates.as_llama()
+        C.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return candidates.data["logit"].copy()  # the grammar edits logits in place, in order
+
     def close(self) -> None:
-        if self._chain:
-            C.llama_sampler_free(self._chain)
-            self._chain = None
+        for name in ("_chain", "_grammar"):
+            sampler = getattr(self, name, None)
+            if sampler:
+                C.llama_sampler_free(sampler)
+                setattr(self, name, None)
 
     def __del__(self) -> None:
         self.close()
+
+
+class _Candidates:
+    """Candidates as llama.cpp's llama_token_data_array, backed by numpy memory."""
+
+    def __init__(self, ids: np.ndarray, logits: np.ndarray) -> None:
+        self.data = np.zeros(len(ids), _TOKEN_DATA)
+        self.data["id"] = ids
+        self.data["logit"] = logits
+
+    def as_llama(self) -> C.llama_token_data_array:
+        pointer = self.data.ctypes.data_as(C.llama_token_data_p)
+        return C.llama_token_data_array(pointer, len(self.data), -1, False)
 
 
 def _top_candidates(logits: np.ndarray, k: int) -> np.ndarray:

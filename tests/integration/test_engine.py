@@ -8,6 +8,7 @@ import jinja2.sandbox
 import pytest
 
 from helpers import run_chat
+from jisu.engine.grammar import schema_grammar
 from jisu.engine.template import prompt_text, render_chat
 from jisu.types import ChatMessage, ContextOverflow, Finished, FinishReason, SamplingParams
 
@@ -102,19 +103,25 @@ def test_too_long_prompt_is_refused_with_both_counts(runtime):
         runtime.submit(tokens, SamplingParams(), lambda event: None)
 
 
+POEM_SCHEMA_GRAMMAR = schema_grammar({"type": "object", "required": ["title", "lines"], "properties": {
+    "title": {"type": "string"}, "lines": {"type": "array", "items": {"type": "string"}, "maxItems": 3}}})
+
+
 @pytest.mark.parametrize("sampling", [
     dict(temperature=0, repetition_penalty=1.0),  # argmax
     dict(temperature=0),  # shortlist, then Qwen's default repetition penalty
     dict(temperature=0.8, seed=5),  # shortlist, then top-k / top-p / temperature / draw
     dict(temperature=1.0, seed=9, presence_penalty=0.5, top_k=40, repetition_penalty=1.0),
-], ids=["argmax", "greedy-penalized", "sampled", "sampled-presence"])
+    dict(temperature=0, grammar=POEM_SCHEMA_GRAMMAR),  # checked alone, masked when refused
+    dict(temperature=0.9, seed=3, grammar=POEM_SCHEMA_GRAMMAR),  # allowed tokens among the top
+], ids=["argmax", "greedy-penalized", "sampled", "sampled-presence", "greedy-grammar", "sampled-grammar"])
 def test_fast_sampling_paths_pick_what_llama_cpps_chain_picks(runtime, monkeypatch, sampling):
     from jisu.engine import sampling as sampling_module
 
     prompt = "写一首关于秋天的短诗。"
-    fast, _ = run_chat(runtime, prompt, max_tokens=48, **sampling)
+    fast, _ = run_chat(runtime, prompt, max_tokens=64, **sampling)
     monkeypatch.setattr(sampling_module, "USE_FAST_PATHS", False)
-    whole_vocabulary, _ = run_chat(runtime, prompt, max_tokens=48, **sampling)
+    whole_vocabulary, _ = run_chat(runtime, prompt, max_tokens=64, **sampling)
     assert fast == whole_vocabulary
 
 
