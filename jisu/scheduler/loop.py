@@ -235,7 +235,8 @@ class Scheduler:
         capacity = self.engine.batch_capacity - len(slices)
         if decoding:  # people are waiting for tokens: keep the step short
             capacity = min(capacity, self._pacer.prefill_budget(len(decoding)))
-        alone = len(self._running) == 1
+        # see below; without prefix reuse there is no cached path to agree with
+        alone = len(self._running) == 1 and self._slots.reuse_prefixes
         for request in prefilling:  # shortest first: a chat turn never waits behind a document
             if capacity <= 0:
                 break
