@@ -31,9 +31,9 @@ def rss_mb(pid: int, field: str) -> float:
 
 
 def filler(tokens: int) -> str:
-    # ~12 tokens per sentence with the Qwen tokenizer
+    # ~17 tokens per sentence with the Qwen tokenizer; 18 leaves room for the answer
     return " ".join(f"Note {i}: the harbour lights were checked and found in good order."
-                    for i in range(tokens // 14))
+                    for i in range(tokens // 18))
 
 
 def measure(model: str, threads: int, ctx: int, kv: str, flash: str) -> dict:
