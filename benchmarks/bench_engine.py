@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-SHORT_PROMPT = "Count from 1 to 1000 in English words, separated by commas. " * 4  # ~50 tokens
+SHORT_PROMPT = "Count from 1 to 1000 in English words, separated by commas. " * 4  # 81 tokens in ChatML
 DECODE_TOKENS = 128
 LONG_PROMPT_TOKENS = 512
 
@@ -131,7 +131,7 @@ def _long_prompt_tokens(tokenize) -> list[int]:
 WORKERS = {"jisu": measure_jisu, "llama-cpp-python Llama": measure_reference}
 ROWS = [
     ("load time", "load_s", "s", False),
-    ("time to first token (~50-token prompt)", "ttft_s", "s", False),
+    ("time to first token (81-token prompt)", "ttft_s", "s", False),
     (f"prefill ({LONG_PROMPT_TOKENS}-token prompt)", "prefill_tps", "tok/s", True),
     (f"decode ({DECODE_TOKENS} tokens)", "decode_tps", "tok/s", True),
     ("RSS after the run", "rss_mb", "MB", False),
