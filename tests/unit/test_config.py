@@ -17,9 +17,10 @@ def test_flash_attention_is_off_unless_asked_or_needed():
 
 
 def test_long_contexts_get_smaller_compute_passes_without_flash_attention():
-    assert config(ctx_size=8192).micro_batch() == 512
-    assert config(ctx_size=16384).micro_batch() == 256
-    assert config(ctx_size=32768).micro_batch() == 128
+    assert config(ctx_size=4096).micro_batch() == 512
+    assert config(ctx_size=8192).micro_batch() == 256
+    assert config(ctx_size=16384).micro_batch() == 128
+    assert config(ctx_size=32768).micro_batch() == 64
     assert config(ctx_size=32768, flash_attention="on").micro_batch() == 512
     assert config(ctx_size=2048).micro_batch() == 512
 
