@@ -47,8 +47,10 @@ class Sampler:
         self._argmax_only = False  # plain greedy without grammar: no chain needed at all
         self._shortlist = 0  # > 0: run the chain over this many top candidates only
         # ignore_eos (benchmarks' fixed-length answers) never picks an end-of-turn token, as
-        # in llama-server: the answer goes on as text rather than as invisible control tokens
-        self._banned = tokenizer.end_of_generation_tokens if params.ignore_eos else None
+        # in llama-server: the answer goes on as text rather than as invisible control tokens.
+        # A grammar decides itself where its answer ends.
+        self._banned = (tokenizer.end_of_generation_tokens if params.ignore_eos and not params.grammar
+                        else None)
         self._grammar = None
         self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         try:

@@ -51,6 +51,8 @@ def pull(model: KnownModel, variant: Variant, store: ModelStore, quiet: bool = F
 
 def _quantize_locally(source: LocalQuantization, model: KnownModel, variant: Variant,
                       store: ModelStore, quiet: bool, quantizer: Quantizer | None) -> Path:
+    # The base first: when it cannot be fetched, SourceUnreachable lets the default model
+    # fall back to the stand-in, whatever the caller passed as quantizer.
     base = pull(model, model.variant(source.base_quant), store, quiet, quantizer)
     if quantizer is None:
         raise ModelError(f"{variant.filename} is made by quantizing locally; no quantizer was given")

@@ -110,11 +110,12 @@ class Scheduler:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
+            idle_slots = len(self._slots.idle())
             return {
                 "running": len(self._running),
                 "queued": len(self._waiting),
-                "idle_slots": len(self._slots.idle()),
-                "slots_in_use": len(self._slots.slots) - len(self._slots.idle()),
+                "idle_slots": idle_slots,
+                "slots_in_use": len(self._slots.slots) - idle_slots,
                 "host_cached_sequences": len(self._slots.host_cache),
                 "host_cache_bytes": self._slots.host_cache.total_bytes,
             }
@@ -208,7 +209,13 @@ class Scheduler:
                     request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
                     continue
                 request.phase = Phase.DECODE
-            self._accept(request, request.sampler.sample(output))
+            try:
+                token = request.sampler.sample(output)
+            except Exception as error:  # e.g. a grammar with no way on: this request only
+                log.exception("sampling failed for request %s", request.id)
+                self._fail(request, f"could not pick the next token: {error}")
+                continue
+            self._accept(request, token)
 
     def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
         """One step's batch: every decoding answer's next token plus prompt chunks, or, when
@@ -262,7 +269,7 @@ class Scheduler:
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
-        if self._tokenizer.is_end_of_generation(token) and not request.sampling.ignore_eos:
+        if self._tokenizer.is_end_of_generation(token):  # ignore_eos: the sampler never picks one
             self._finish(request, FinishReason.STOP)
             return
         request.generated.append(token)
@@ -304,13 +311,16 @@ class Scheduler:
 
     def _fail_all_running(self, message: str) -> None:
         for request in list(self._running):
-            self._running.remove(request)
-            request.phase = Phase.DONE
-            request.emit(Failed(message))
-            try:
-                self._release(request, keep_kv=False)
-            except Exception:
-                log.exception("could not free the slot of request %s", request.id)
+            self._fail(request, message)
+
+    def _fail(self, request: Request, message: str) -> None:
+        self._running.remove(request)
+        request.phase = Phase.DONE
+        request.emit(Failed(message))
+        try:
+            self._release(request, keep_kv=False)
+        except Exception:
+            log.exception("could not free the slot of request %s", request.id)
 
     def _shutdown(self) -> None:
         with self._lock:

@@ -295,3 +295,23 @@ def test_stress_random_cancellations_leave_no_sequence_behind(engine):
         stats = runtime.scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
     assert stats["idle_slots"] == engine.n_sequences, "a slot leaked"
+
+
+def test_a_sampler_that_fails_loses_only_its_request(engine):
+    class BrokenSampler:
+        def sample(self, batch_index):
+            raise RuntimeError("the output grammar allows no token here")
+
+        def close(self):
+            pass
+
+    make_sampler = engine.new_sampler
+    engine.new_sampler = lambda params, tokens: (
+        BrokenSampler() if params.max_tokens == 7 else make_sampler(params, tokens))
+    with fake_runtime(engine) as runtime:
+        _, healthy = submit(runtime, prompt(runtime, "a"))
+        _, broken = submit(runtime, prompt(runtime, "b"), SamplingParams(temperature=0, max_tokens=7))
+        failed = wait_finished(broken)[-1]
+        assert isinstance(failed, Failed) and "allows no token" in failed.message
+        assert isinstance(wait_finished(healthy)[-1], Finished)
+        wait_until(lambda: runtime.scheduler.stats()["slots_in_use"] == 0)
