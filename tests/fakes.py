@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from jisu.engine.llama import BatchSlice
+from jisu.engine.llama import BatchSlice, StepInterrupted
 from jisu.engine.template import Segment
 from jisu.scheduler.runtime import ModelInfo, Runtime
 from jisu.types import SamplingParams
@@ -60,6 +60,7 @@ class FakeEngine:
     n_sequences: int = 4
     batch_capacity: int = 64
     step_delay_s: float = 0.0
+    decode_step_extra_s: float = 0.0  # added to steps of one token per sequence
     fail_on_step: int | None = None  # raise inside decode on this step number
 
     tokenizer: ByteTokenizer = field(default_factory=ByteTokenizer)
@@ -69,13 +70,29 @@ class FakeEngine:
     restores: int = 0
     grammars_checked: list[str] = field(default_factory=list)
     closed: bool = False
+    interrupted_batches: list[list[BatchSlice]] = field(default_factory=list)
+    in_decode: threading.Event = field(default_factory=threading.Event)  # set while "computing"
+    _interrupt: threading.Event = field(default_factory=threading.Event)
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+
+    def clear_interrupt(self) -> None:
+        self._interrupt.clear()
 
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
+        started = time.monotonic()
+        self.in_decode.set()
+        try:
+            while time.monotonic() - started < self._step_time(slices):  # re-read: tests may shorten it
+                if self._interrupt.wait(0.001):  # like llama.cpp: the batch leaves nothing behind
+                    self.interrupted_batches.append(list(slices))
+                    raise StepInterrupted()
+        finally:
+            self.in_decode.clear()
         with self.lock:
             self.batches.append(list(slices))
             step = len(self.batches)
-        if self.step_delay_s:
-            time.sleep(self.step_delay_s)
         if self.fail_on_step == step:
             raise RuntimeError("simulated engine failure")
         total = sum(len(s.tokens) for s in slices)
@@ -90,6 +107,10 @@ class FakeEngine:
             index += len(piece.tokens)
             outputs.append(index - 1 if piece.want_logits else None)
         return outputs
+
+    def _step_time(self, slices: Sequence[BatchSlice]) -> float:
+        only_decoding = all(len(piece.tokens) == 1 for piece in slices)
+        return self.step_delay_s + (self.decode_step_extra_s if only_decoding else 0.0)
 
     def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> "ScriptedSampler":
         prompt = self.tokenizer.detokenize(prompt_tokens)

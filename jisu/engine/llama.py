@@ -34,6 +34,11 @@ class EngineError(RuntimeError):
     """llama.cpp refused a batch; the message says which way."""
 
 
+class StepInterrupted(Exception):
+    """decode() stopped early because interrupt() was called. The batch left nothing in the
+    KV cache: the same slices can simply be decoded again."""
+
+
 @dataclass(frozen=True)
 class BatchSlice:
     """Consecutive tokens of one sequence, placed at positions start_pos, start_pos+1, ..."""
@@ -60,6 +65,12 @@ def init_backend() -> None:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
         C.llama_backend_init()
         _backend_ready = True
+
+
+def _flag_reader() -> C.ggml_abort_callback:
+    """libc's strlen, as llama.cpp's abort callback: see LlamaEngine.interrupt."""
+    libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+    return ctypes.cast(libc.strlen, C.ggml_abort_callback)
 
 
 def release_model_pages(path: Path) -> None:
@@ -146,7 +157,19 @@ class LlamaEngine:
         batch = C.llama_batch_init(self.batch_capacity, 0, 1)
         self._stack.callback(C.llama_batch_free, batch)
         self._batch = batch
+        self._install_interrupt()
         release_model_pages(path)
+
+    def _install_interrupt(self) -> None:
+        # llama.cpp asks abort_callback(data) after every node of the compute graph, from
+        # its compute thread. A Python callback would take the GIL hundreds of times a
+        # step, and wait for it whenever the HTTP thread holds it. strlen over a 2-byte
+        # buffer answers the same question in C: 0 (run on) until interrupt() writes a
+        # nonzero first byte, then 1 (stop), read as the bool the callback returns.
+        self._interrupt_flag = ctypes.create_string_buffer(2)
+        self._flag_reader = _flag_reader()  # referenced here so it outlives the context
+        C.llama_set_abort_callback(self.ctx, self._flag_reader,
+                                   ctypes.cast(self._interrupt_flag, ctypes.c_void_p))
 
     # ---- facts about the model -------------------------------------------------------
 
@@ -195,11 +218,25 @@ class LlamaEngine:
                 output_indices.append(None)
         batch.n_tokens = n
         status = C.llama_decode(self.ctx, batch)
+        if status == 2:
+            # llama.cpp drops the micro-batch it was computing; earlier micro-batches of a
+            # long batch stay, so forget them too: the sequences end where they began.
+            for piece in slices:
+                self.forget(piece.seq_id, piece.start_pos)
+            raise StepInterrupted()
         if status == 1:
             raise EngineError("the KV cache is full: no free cells for this batch")
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         return output_indices
+
+    def interrupt(self) -> None:
+        """Make the running decode() (or the next one, if none runs) stop early with
+        StepInterrupted. Any thread may call it; clear_interrupt() re-arms."""
+        self._interrupt_flag[0] = b"x"
+
+    def clear_interrupt(self) -> None:
+        self._interrupt_flag[0] = b"\0"
 
     def new_sampler(self, params: SamplingParams, prompt_tokens: Sequence[int]) -> Sampler:
         """A sampler for one sequence; the caller closes it when the sequence ends."""

@@ -8,6 +8,10 @@ Only this thread calls the engine. Each step it
      prefill as fits in the step's time budget, so people receiving answers keep receiving
      them while someone pastes a long document,
   4. runs one `llama_decode`, samples, and hands each request its new text.
+
+Someone sending the next message of a chat should not wait for a step that only serves
+others: such a message interrupts a step of running answers, runs first, and the
+interrupted step is simply run again (see Scheduler.submit).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from jisu.engine.llama import BatchSlice
+from jisu.engine.llama import BatchSlice, StepInterrupted
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request, TextAssembler
@@ -38,9 +42,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
-# A request with this few new prompt tokens (a chat turn after its prefix was reused) gets a
-# step of its own; the tail of a long prompt does not, it keeps sharing steps.
+# A request with this few new prompt tokens (a chat turn after its prefix was reused) runs
+# ahead of the running answers; the tail of a long prompt does not, it keeps sharing steps.
 SHORT_PROMPT_TOKENS = 64
+# New turns waiting together share one step up to this many prompt tokens.
+SHORT_TURNS_STEP_TOKENS = 2 * SHORT_PROMPT_TOKENS
 
 
 class QueueFull(Exception):
@@ -63,6 +69,7 @@ class Counters:
     prompt_tokens_cached: int = 0  # prompt tokens whose KV was reused
     completion_tokens: int = 0
     steps: int = 0
+    steps_interrupted: int = 0  # steps of running answers cut short by a new chat turn
 
 
 class Scheduler:
@@ -84,6 +91,7 @@ class Scheduler:
         self._wakeup = threading.Condition(self._lock)
         self._closing = False
         self._pacer = StepPacer()
+        self._interruptible_step_running = False
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
 
@@ -91,6 +99,8 @@ class Scheduler:
 
     def submit(self, request: Request) -> Request:
         self.check_fits(len(request.prompt_tokens), request.sampling.max_tokens)
+        new_tokens = self._slots.new_tokens_hint(request.prompt_tokens)
+        short_turn = new_tokens is not None and new_tokens <= SHORT_PROMPT_TOKENS
         with self._lock:
             if self._closing:
                 raise SchedulerClosed("the engine is shutting down")
@@ -98,6 +108,11 @@ class Scheduler:
                 raise QueueFull(len(self._waiting))
             self._waiting.append(request)
             self._wakeup.notify()
+            if short_turn and self._interruptible_step_running:
+                # The step only serves answers already streaming; at depth a step of eight
+                # takes ~0.3 s on two cores. Stopping it lets this turn start now, at the
+                # cost of that step's work, which is redone right after.
+                self.engine.interrupt()
         return request
 
     def check_fits(self, prompt_tokens: int, max_tokens: int | None) -> None:
@@ -195,8 +210,24 @@ class Scheduler:
 
     def _step(self) -> None:
         slices, owners, n_decoding = self._plan_batch()
+        # Only steps of running answers give way (a new turn never shares a step with them,
+        # and the pacer keeps them short); a step of prompts alone may be a long document's
+        # chunk, seconds of work that would be lost.
+        interruptible = n_decoding > 0
+        with self._lock:
+            if interruptible and self._waiting and self._slots.idle():
+                return  # arrived since _admit: admit it before starting a step it would interrupt
+            self.engine.clear_interrupt()
+            self._interruptible_step_running = interruptible
         started = time.perf_counter()
-        outputs = self.engine.decode(slices)
+        try:
+            outputs = self.engine.decode(slices)
+        except StepInterrupted:
+            self.counters.steps_interrupted += 1
+            return
+        finally:
+            with self._lock:
+                self._interruptible_step_running = False
         n_prefill = sum(len(s.tokens) for s in slices) - n_decoding
         self._pacer.record(n_decoding, n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
@@ -225,18 +256,15 @@ class Scheduler:
             request = held_back[0]
             request.last_token_held_back = False
             return [self._prompt_slice(request, 1)], [request], 0
-        prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL),
-                            key=lambda r: r.prompt_remaining)
+        prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL), key=_prefill_order)
         decoding = [r for r in self._running if r.phase is Phase.DECODE]
         short = [r for r in prefilling if r.new_prompt_tokens <= SHORT_PROMPT_TOKENS]
         if short and decoding:
             # On a few cores a step is compute-bound: adding the running answers' tokens
             # to a new turn's prefill makes the step as long as both done apart. Running
             # new turns first brings their first token one whole step sooner, and costs
-            # each running answer a single pause of about one step. Turns that arrive
-            # together go one per step, for the same reason: the first of them need not
-            # wait for all the others.
-            prefilling, decoding = short[:1], []
+            # each running answer a single pause of about one step.
+            prefilling, decoding = _turns_for_one_step(short), []
         slices = [BatchSlice(r.slot.seq_id, [r.next_token], r.n_past, True) for r in decoding]
         owners = list(decoding)
         capacity = self.engine.batch_capacity - len(slices)
@@ -244,7 +272,7 @@ class Scheduler:
             capacity = min(capacity, self._pacer.prefill_budget(len(decoding)))
         # see below; without prefix reuse there is no cached path to agree with
         alone = len(self._running) == 1 and self._slots.reuse_prefixes
-        for request in prefilling:  # shortest first: a chat turn never waits behind a document
+        for request in prefilling:
             if capacity <= 0:
                 break
             take = min(capacity, request.prompt_remaining)
@@ -330,3 +358,24 @@ class Scheduler:
             request.phase = Phase.DONE
             request.emit(Failed("the server is shutting down", "server_shutdown"))
         self._running.clear()
+
+
+def _prefill_order(request: Request) -> tuple[int, float]:
+    """New chat turns first, in the order they came; then longer prompts, the one with the
+    least left first: a chat turn never waits behind a document."""
+    if request.new_prompt_tokens <= SHORT_PROMPT_TOKENS:
+        return (0, request.submitted_at)
+    return (1, request.prompt_remaining)
+
+
+def _turns_for_one_step(turns: list[Request]) -> list[Request]:
+    """The first waiting turns, whole, up to SHORT_TURNS_STEP_TOKENS. Turns that wait together
+    share a step: at 1,800 tokens of history two 20-token turns take 0.45 s together and
+    0.29 s each apart, so both answers start after 0.45 s instead of 0.29 s and 0.58 s."""
+    chosen, total = [], 0
+    for turn in turns:
+        if chosen and total + turn.prompt_remaining > SHORT_TURNS_STEP_TOKENS:
+            break
+        chosen.append(turn)
+        total += turn.prompt_remaining
+    return chosen

@@ -39,6 +39,18 @@ class SlotTable:
     def idle(self) -> list[Slot]:
         return [slot for slot in self.slots if not slot.busy]
 
+    def new_tokens_hint(self, prompt: list[int]) -> int | None:
+        """About how many of `prompt`'s tokens the best idle slot lacks; None when no slot is
+        idle. Any thread may ask: it only reads (slots replace their token lists, never
+        change them in place), and a stale answer costs a needless or a missed
+        interruption, never a wrong result."""
+        held = [slot.tokens for slot in self.slots if not slot.busy]
+        if not held:
+            return None
+        if not self.reuse_prefixes:
+            return len(prompt)
+        return len(prompt) - max(common_prefix_length(tokens, prompt) for tokens in held)
+
     def acquire(self, prompt: list[int]) -> tuple[Slot, int] | None:
         """Reserve an idle slot for `prompt`; returns it with how many leading prompt tokens
         its KV already holds (at most len(prompt) - 1: the last token must run to give

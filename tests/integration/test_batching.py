@@ -14,7 +14,7 @@ import pytest
 
 from helpers import run_chat, run_tokens
 from jisu.config import EngineConfig
-from jisu.engine.llama import BatchSlice, LlamaEngine
+from jisu.engine.llama import BatchSlice, LlamaEngine, StepInterrupted
 from jisu.scheduler.runtime import Runtime
 from jisu.types import ChatMessage, Finished, SamplingParams, TextDelta
 
@@ -137,3 +137,19 @@ def test_ten_turn_conversation_processes_only_each_new_turn(runtime):
             assert processed == new_turn
             assert new_turn <= 40, f"turn {turn} re-processed {new_turn} of {len(tokens)} prompt tokens"
         messages.append(ChatMessage("assistant", answer))
+
+
+def test_an_interrupted_step_leaves_every_sequence_where_it_was(engine):
+    tokens = chat_ids(engine, PROMPT)
+    expected = first_logits_alone(engine, tokens)
+    engine.forget(0)
+    engine.forget(1)
+    engine.decode([BatchSlice(0, tokens[:5], 0, False)])
+    engine.interrupt()  # set before the call: llama.cpp stops at the first node it checks
+    with pytest.raises(StepInterrupted):
+        engine.decode([BatchSlice(0, tokens[5:], 5, True), BatchSlice(1, tokens, 0, True)])
+    engine.clear_interrupt()
+    # llama.cpp refuses positions that do not follow the sequence's last one, so these
+    # decodes succeeding shows sequence 0 still ends at 5 tokens and sequence 1 is empty.
+    out = engine.decode([BatchSlice(0, tokens[5:], 5, True), BatchSlice(1, tokens[:3], 0, False)])
+    assert_logits_agree(expected, engine.logits(out[0]), "after an interrupted step")

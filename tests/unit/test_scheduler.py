@@ -10,7 +10,7 @@ import pytest
 
 from fakes import FakeEngine, fake_runtime
 from jisu.engine.template import render_chat
-from jisu.scheduler.loop import QueueFull
+from jisu.scheduler.loop import QueueFull, _prefill_order, _turns_for_one_step
 from jisu.scheduler.request import Request
 from jisu.types import (
     ChatMessage,
@@ -189,6 +189,61 @@ def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
     prefill_steps = [b for b in engine.batches if any(len(s.tokens) > 1 for s in b)]
     assert len(prefill_steps) == 1 and len(prefill_steps[0]) == 1, \
         "the new turn's prefill should be one step of its own, without the running answer's token"
+
+
+def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
+    engine.step_delay_s = 0.002
+    with fake_runtime(engine, parallel=3) as runtime:
+        chat = [ChatMessage("user", "first question")]
+        answer, _ = collect(runtime, runtime.chat_tokens(chat))  # this conversation stays cached
+        engine.answer = lambda p: "y" * 20
+        running_request, running = submit(runtime, prompt(runtime, "someone else's answer"))
+        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        engine.decode_step_extra_s = 60  # the answer's steps now end only when interrupted
+        assert engine.in_decode.wait(5)
+        chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
+        steps_before = len(engine.batches)  # none completes while the engine waits in decode
+        _, next_turn = submit(runtime, runtime.chat_tokens(chat))
+        wait_until(lambda: engine.interrupted_batches)
+        engine.decode_step_extra_s = 0
+        wait_finished(next_turn)
+        running_text = "".join(e.text for e in wait_finished(running) if isinstance(e, TextDelta))
+    assert running_text == "y" * 20, "the interrupted step was run again, nothing lost or repeated"
+    assert runtime.scheduler.counters.steps_interrupted == len(engine.interrupted_batches) == 1
+    assert [len(s.tokens) for s in engine.interrupted_batches[0]] == [1]
+    next_step = engine.batches[steps_before]
+    assert len(next_step) == 1 and len(next_step[0].tokens) > 1, "the new turn's prefill ran next, alone"
+
+
+def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
+    engine.step_delay_s = 0.002
+    engine.answer = lambda p: "y" * 20
+    with fake_runtime(engine, parallel=2) as runtime:
+        _, running = submit(runtime, prompt(runtime, "someone's answer"))
+        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        engine.decode_step_extra_s = 0.05
+        _, document = submit(runtime, prompt(runtime, "d" * 300))
+        wait_finished(document)
+        wait_finished(running)
+    assert engine.interrupted_batches == []
+
+
+def _turn(new_tokens: int, submitted_at: float, cached: int = 100) -> Request:
+    request = Request(list(range(cached + new_tokens)), GREEDY, lambda event: None)
+    request.cached_tokens = request.n_past = cached
+    request.submitted_at = submitted_at
+    return request
+
+
+def test_new_turns_go_first_in_arrival_order_and_share_a_step():
+    document = _turn(500, submitted_at=0.0, cached=0)
+    later, earlier, big = _turn(20, 2.0), _turn(21, 1.0), _turn(60, 3.0)
+    order = sorted([document, later, big, earlier], key=_prefill_order)
+    assert order == [earlier, later, big, document], "turns by arrival, then the document"
+    assert _turns_for_one_step(order[:3]) == [earlier, later, big]
+    first, second, third = _turn(60, 1.0), _turn(60, 2.0), _turn(20, 3.0)
+    assert _turns_for_one_step([first, second, third]) == [first, second], "whole turns, up to 128 tokens"
+    assert len(_turns_for_one_step([_turn(200, 1.0, cached=0)])) == 1, "one turn always runs"
 
 
 def test_queue_overflow_is_refused(engine):
