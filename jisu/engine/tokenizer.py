@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
+from array import array
+from collections import OrderedDict
 from typing import Sequence
 
 import llama_cpp.llama_cpp as C
 import numpy as np
 
 from jisu.engine.template import Segment
+
+
+# Segments of chat history remembered by tokenize_segments, in tokens (4 bytes each).
+SEGMENT_CACHE_TOKENS = 1_000_000
 
 
 class Tokenizer:
@@ -19,6 +26,7 @@ class Tokenizer:
         self.vocab = vocab
         self.n_vocab = C.llama_vocab_n_tokens(vocab)
         self._pieces: dict[int, bytes] = {}
+        self._segments = _SegmentCache(SEGMENT_CACHE_TOKENS)
 
     def tokenize(self, text: str, special: bool = False) -> list[int]:
         data = text.encode("utf-8")
@@ -32,9 +40,17 @@ class Tokenizer:
         return list(buffer[:count])
 
     def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        """A chat resends its whole history every turn, and llama.cpp tokenizes ~5 us a
+        token (9 ms for 1,800 tokens, on the server's event loop): segments seen before
+        come from a cache, so a turn tokenizes little more than its new message."""
         tokens: list[int] = []
         for segment in segments:
-            tokens.extend(self.tokenize(segment.text, special=segment.special))
+            key = (segment.text, segment.special)
+            known = self._segments.get(key)
+            if known is None:
+                known = array("i", self.tokenize(segment.text, special=segment.special))
+                self._segments.put(key, known)
+            tokens.extend(known)
         return tokens
 
     def piece(self, token: int) -> bytes:
@@ -59,3 +75,32 @@ class Tokenizer:
     def end_of_generation_tokens(self) -> np.ndarray:
         """Every token that ends a turn (Qwen has several); found once, in ~0.1 s."""
         return np.array([t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)
+
+
+class _SegmentCache:
+    """Least recently used token lists, within a budget of tokens; thread-safe."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._entries: OrderedDict[tuple[str, bool], array] = OrderedDict()
+        self._tokens = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool]) -> array | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, bool], tokens: array) -> None:
+        if len(tokens) > self.max_tokens:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = tokens
+            self._tokens += len(tokens)
+            while self._tokens > self.max_tokens:
+                _, evicted = self._entries.popitem(last=False)
+                self._tokens -= len(evicted)

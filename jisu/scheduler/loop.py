@@ -11,7 +11,10 @@ Only this thread calls the engine. Each step it
 
 Someone sending the next message of a chat should not wait for a step that only serves
 others: such a message interrupts a step of running answers, runs first, and the
-interrupted step is simply run again (see Scheduler.submit).
+interrupted step is simply run again (see Scheduler.submit). And it should find as much of
+its prompt computed as can be known: when an answer ends, the end of its turn and the start
+of the next user message (`<|im_end|>\n<|im_start|>user\n` in ChatML) go into its KV at
+once, so that next message only runs its own words.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Sequence
 
 from jisu.engine.llama import BatchSlice, StepInterrupted
 from jisu.scheduler.pacing import StepPacer
@@ -70,6 +74,7 @@ class Counters:
     completion_tokens: int = 0
     steps: int = 0
     steps_interrupted: int = 0  # steps of running answers cut short by a new chat turn
+    turn_closing_tokens: int = 0  # run ahead of a conversation's next turn (see module doc)
 
 
 class Scheduler:
@@ -79,7 +84,9 @@ class Scheduler:
         max_queue: int = DEFAULT_MAX_QUEUE,
         host_cache_bytes: int = DEFAULT_HOST_CACHE_MB * 10**6,
         reuse_prefixes: bool = True,
+        turn_closing: Sequence[int] = (),
     ) -> None:
+        """`turn_closing`: the tokens that follow an answer in the next prompt of its chat."""
         self.engine = engine
         self.max_queue = max_queue
         self.counters = Counters()
@@ -92,6 +99,8 @@ class Scheduler:
         self._closing = False
         self._pacer = StepPacer()
         self._interruptible_step_running = False
+        self._turn_closing = list(turn_closing) if reuse_prefixes else []
+        self._turns_to_close: list[tuple[Request, list[int]]] = []
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
 
@@ -162,6 +171,8 @@ class Scheduler:
             except Exception as error:  # never let one bad step kill the engine thread
                 log.exception("engine step failed")
                 self._fail_all_running(f"engine error: {error}")
+            if self._turns_to_close:
+                self._close_turns()
         self._shutdown()
 
     def _reap_cancelled(self) -> None:
@@ -298,7 +309,7 @@ class Scheduler:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
         if self._tokenizer.is_end_of_generation(token):  # ignore_eos: the sampler never picks one
-            self._finish(request, FinishReason.STOP)
+            self._finish(request, FinishReason.STOP, next_turn_may_follow=True)
             return
         request.generated.append(token)
         request.next_token = token
@@ -309,11 +320,13 @@ class Scheduler:
         if request.text.stopped:
             self._finish(request, FinishReason.STOP)
         elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
-            self._finish(request, FinishReason.LENGTH)
+            self._finish(request, FinishReason.LENGTH, next_turn_may_follow=True)
         elif request.n_past + 1 >= self.engine.ctx_size:
             self._finish(request, FinishReason.LENGTH)
 
-    def _finish(self, request: Request, reason: FinishReason) -> None:
+    def _finish(self, request: Request, reason: FinishReason, next_turn_may_follow: bool = False) -> None:
+        """End a request. `next_turn_may_follow`: its whole answer reached the client (no
+        stop string cut it), so the conversation's next prompt repeats it token for token."""
         if request.phase is Phase.DONE:
             return
         was_running = request.phase is not Phase.WAITING
@@ -325,17 +338,50 @@ class Scheduler:
             if tail:
                 request.emit(TextDelta(tail, []))
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
-        if was_running:
-            self._release(request, keep_kv=True)
+        if not was_running:
+            return
+        closing = self._closing_tokens(request) if next_turn_may_follow else []
+        if closing:
+            self._turns_to_close.append((request, closing))  # keeps its slot until then
+        else:
+            self._release(request, request.tokens_in_kv)
 
-    def _release(self, request: Request, keep_kv: bool) -> None:
-        """Give the request's slot back; its KV stays for the conversation's next turn."""
+    def _closing_tokens(self, request: Request) -> list[int]:
+        """What to run into a finished request's KV: the answer's last token if it was
+        sampled but not yet run, then the turn's closing."""
+        if not self._turn_closing:
+            return []
+        closing = (request.prompt_tokens + request.generated)[request.n_past:] + self._turn_closing
+        return closing if request.n_past + len(closing) < self.engine.ctx_size else []
+
+    def _close_turns(self) -> None:
+        """One small step right after the answers ended, before anyone is admitted: their
+        conversations' next turns (sent once the client has the answer) find their slots
+        free and holding the closing."""
+        closing, self._turns_to_close = self._turns_to_close, []
+        slices = [BatchSlice(r.slot.seq_id, tokens, r.n_past, False) for r, tokens in closing]
+        with self._lock:
+            self.engine.clear_interrupt()  # a late interrupt meant for the step before
+        try:
+            self.engine.decode(slices)
+        except Exception:  # only a speed-up was lost: keep what the KV held before
+            log.exception("could not run the closing of finished turns")
+            for request, _ in closing:
+                self._release(request, request.tokens_in_kv)
+            return
+        self.counters.turn_closing_tokens += sum(len(tokens) for _, tokens in closing)
+        for request, tokens in closing:
+            self._release(request, request.tokens_in_kv + tokens)
+
+    def _release(self, request: Request, kv_tokens: list[int] | None) -> None:
+        """Give the request's slot back; its KV (holding `kv_tokens`, or None when it cannot
+        be trusted) stays for the conversation's next turn."""
         if request.sampler is not None:
             request.sampler.close()
             request.sampler = None
         slot, request.slot = request.slot, None
         if slot is not None:
-            self._slots.release(slot, request.tokens_in_kv if keep_kv else None)
+            self._slots.release(slot, kv_tokens)
 
     def _fail_all_running(self, message: str) -> None:
         for request in list(self._running):
@@ -346,7 +392,7 @@ class Scheduler:
         request.phase = Phase.DONE
         request.emit(Failed(message))
         try:
-            self._release(request, keep_kv=False)
+            self._release(request, None)
         except Exception:
             log.exception("could not free the slot of request %s", request.id)
 

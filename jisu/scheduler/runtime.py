@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 
 from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
-from jisu.engine.template import render_chat
+from jisu.engine.template import next_turn_opening, render_chat
 from jisu.models.resolve import ResolvedModel
 from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Scheduler
 from jisu.scheduler.request import Request
@@ -31,7 +31,8 @@ class Runtime:
         self.engine = engine
         self.info = info
         self.tokenizer = engine.tokenizer
-        self.scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes)
+        self.scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
+                                   turn_closing=turn_closing_tokens(self.tokenizer))
 
     @classmethod
     def load(cls, model: ResolvedModel, config: EngineConfig, **options) -> Runtime:
@@ -84,6 +85,17 @@ class Runtime:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def turn_closing_tokens(tokenizer) -> list[int]:
+    """The tokens between an answer and the next user message's words, as they appear in a
+    real rendered conversation (checked, since BPE may merge across the boundary; none
+    when it does)."""
+    question, answer = [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello")
+    asked = tokenizer.tokenize_segments(render_chat(question)) + tokenizer.tokenize("Hello")
+    followed = tokenizer.tokenize_segments(render_chat(question + [answer, ChatMessage("user", "Why?")]))
+    closing = tokenizer.tokenize_segments(next_turn_opening())
+    return closing if followed[: len(asked) + len(closing)] == asked + closing else []
 
 
 def _quant_from_description(description: str) -> str:

@@ -15,7 +15,8 @@ import pytest
 from helpers import run_chat, run_tokens
 from jisu.config import EngineConfig
 from jisu.engine.llama import BatchSlice, LlamaEngine, StepInterrupted
-from jisu.scheduler.runtime import Runtime
+from jisu.engine.template import render_chat
+from jisu.scheduler.runtime import Runtime, turn_closing_tokens
 from jisu.types import ChatMessage, Finished, SamplingParams, TextDelta
 
 # Measured on the stand-in model (logits span about -13..20): alone vs in a batch of four
@@ -34,8 +35,6 @@ def engine(model_path):
 
 
 def chat_ids(engine, messages):
-    from jisu.engine.template import render_chat
-
     return engine.tokenizer.tokenize_segments(render_chat(messages))
 
 
@@ -135,8 +134,17 @@ def test_ten_turn_conversation_processes_only_each_new_turn(runtime):
         if turn > 0:
             new_turn = len(tokens) - finished.usage.cached_tokens
             assert processed == new_turn
-            assert new_turn <= 40, f"turn {turn} re-processed {new_turn} of {len(tokens)} prompt tokens"
+            # the previous answer's <|im_end|>\n<|im_start|>user\n was run when it ended
+            words = runtime.tokenizer.tokenize(f"{messages[-1].content}<|im_end|>\n<|im_start|>assistant\n",
+                                               special=True)
+            assert new_turn <= len(words) + 1, \
+                f"turn {turn} re-processed {new_turn} of {len(tokens)} prompt tokens"
         messages.append(ChatMessage("assistant", answer))
+
+
+def test_turn_closing_is_chatml_between_an_answer_and_the_next_message(runtime):
+    expected = runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
+    assert turn_closing_tokens(runtime.tokenizer) == expected
 
 
 def test_an_interrupted_step_leaves_every_sequence_where_it_was(engine):

@@ -49,6 +49,7 @@ def test_segmented_tokens_equal_whole_prompt_tokens(runtime):
     segmented = runtime.tokenizer.tokenize_segments(render_chat(messages))
     whole = runtime.tokenizer.tokenize(prompt_text(render_chat(messages)), special=True)
     assert segmented == whole
+    assert runtime.tokenizer.tokenize_segments(render_chat(messages)) == whole, "from the segment cache"
 
 
 def test_greedy_answers_are_deterministic(runtime):

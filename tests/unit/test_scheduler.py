@@ -114,14 +114,27 @@ def test_next_turn_reuses_the_cached_conversation(runtime, engine):
     first_messages = [ChatMessage("user", "first question")]
     first = render_chat(first_messages)
     answer, _ = collect(runtime, runtime.tokenizer.tokenize_segments(first))
-    before = runtime.scheduler.counters.prompt_tokens_processed
+    counters = runtime.scheduler.counters
+    before = counters.prompt_tokens_processed
     second_messages = first_messages + [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
     second = runtime.chat_tokens(second_messages)
-    collect(runtime, second)
-    processed = runtime.scheduler.counters.prompt_tokens_processed - before
-    new_turn = len(runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\nand then?<|im_end|>\n"
-                                              "<|im_start|>assistant\n", special=True))
-    assert processed == new_turn, "turn 2 must only process what turn 1 did not already hold"
+    _, events = collect(runtime, second)
+    processed = counters.prompt_tokens_processed - before
+    closing = runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
+    new_words = runtime.tokenizer.tokenize("and then?<|im_end|>\n<|im_start|>assistant\n", special=True)
+    assert counters.turn_closing_tokens >= len(closing), "turn 1's answer was closed as soon as it ended"
+    assert processed == len(new_words), "turn 2 must only process what turn 1 did not already hold"
+    assert events[-1].usage.cached_tokens == len(second) - len(new_words)
+
+
+def test_turn_closing_is_only_run_for_whole_answers(runtime, engine):
+    closed = runtime.scheduler.counters.turn_closing_tokens
+    collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, stop=["fake"]))
+    assert runtime.scheduler.counters.turn_closing_tokens == closed, \
+        "a stop string cuts the answer, so the next prompt will not repeat its tokens"
+    collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, max_tokens=5))
+    # the last sampled token had not run yet, then <|im_end|> \n <|im_start|> u s e r \n
+    assert runtime.scheduler.counters.turn_closing_tokens == closed + 1 + 8
 
 
 def test_shared_system_prompt_is_reused_across_users(runtime):
@@ -186,7 +199,8 @@ def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
         _, next_turn = submit(runtime, runtime.chat_tokens(chat))
         wait_finished(next_turn)
         wait_finished(running)
-    prefill_steps = [b for b in engine.batches if any(len(s.tokens) > 1 for s in b)]
+    prefill_steps = [b for b in engine.batches  # (a step wanting no logits closes finished turns)
+                     if any(len(s.tokens) > 1 for s in b) and any(s.want_logits for s in b)]
     assert len(prefill_steps) == 1 and len(prefill_steps[0]) == 1, \
         "the new turn's prefill should be one step of its own, without the running answer's token"
 
@@ -347,9 +361,10 @@ def test_stress_random_cancellations_leave_no_sequence_behind(engine):
                 threading.Timer(rng.random() * 0.05, request.cancel).start()
         for _, events in handles:
             assert isinstance(wait_finished(events, timeout=30)[-1], (Finished, Failed))
+        # a finished answer's slot is freed one small step later (see test_turn_closing...)
+        wait_until(lambda: runtime.scheduler.stats()["idle_slots"] == engine.n_sequences)
         stats = runtime.scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
-    assert stats["idle_slots"] == engine.n_sequences, "a slot leaked"
 
 
 def test_a_sampler_that_fails_loses_only_its_request(engine):

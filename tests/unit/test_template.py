@@ -87,3 +87,19 @@ def test_segments_alternate_between_kinds():
     segments = render_chat([ChatMessage("user", "a"), ChatMessage("assistant", "b")])
     assert all(a.special != b.special for a, b in zip(segments, segments[1:]))
     assert isinstance(segments[0], Segment) and segments[0].special
+
+
+def test_segment_cache_keeps_the_most_recently_used_within_its_token_budget():
+    from array import array
+
+    from jisu.engine.tokenizer import _SegmentCache
+
+    cache = _SegmentCache(max_tokens=10)
+    cache.put(("old", False), array("i", [1, 2, 3, 4]))
+    cache.put(("used", False), array("i", [5, 6, 7, 8]))
+    assert cache.get(("old", False)) == array("i", [1, 2, 3, 4])  # now the most recent
+    cache.put(("new", True), array("i", [9, 10, 11]))  # 11 tokens: the least recent goes
+    assert cache.get(("used", False)) is None
+    assert cache.get(("old", False)) is not None and cache.get(("new", True)) is not None
+    cache.put(("huge", False), array("i", range(11)))  # larger than the whole budget: not kept
+    assert cache.get(("huge", False)) is None and cache.get(("new", True)) is not None
