@@ -186,17 +186,24 @@ def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
         "prefill chunks must share steps with the running answer's decode"
 
 
+def next_turn_while_another_answer_streams(runtime, engine, answer_length):
+    """A chat whose first turn is cached, and someone else's answer streaming: returns the
+    chat's next turn (tokens) and the streaming answer's events."""
+    chat = [ChatMessage("user", "first question")]
+    answer, _ = collect(runtime, runtime.chat_tokens(chat))
+    engine.answer = lambda p: "y" * answer_length
+    _, running = submit(runtime, prompt(runtime, "someone else's answer"))
+    wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+    chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
+    return runtime.chat_tokens(chat), running
+
+
 def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
     with fake_runtime(engine, parallel=3) as runtime:
-        chat = [ChatMessage("user", "first question")]
-        answer, _ = collect(runtime, runtime.chat_tokens(chat))  # this conversation stays cached
-        engine.answer = lambda p: "y" * 60
-        _, running = submit(runtime, prompt(runtime, "someone else's long answer"))
-        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        next_turn_tokens, running = next_turn_while_another_answer_streams(runtime, engine, 60)
         engine.batches.clear()
-        chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
-        _, next_turn = submit(runtime, runtime.chat_tokens(chat))
+        _, next_turn = submit(runtime, next_turn_tokens)
         wait_finished(next_turn)
         wait_finished(running)
     prefill_steps = [b for b in engine.batches  # (a step wanting no logits closes finished turns)
@@ -208,16 +215,11 @@ def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
 def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
     with fake_runtime(engine, parallel=3) as runtime:
-        chat = [ChatMessage("user", "first question")]
-        answer, _ = collect(runtime, runtime.chat_tokens(chat))  # this conversation stays cached
-        engine.answer = lambda p: "y" * 20
-        running_request, running = submit(runtime, prompt(runtime, "someone else's answer"))
-        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        next_turn_tokens, running = next_turn_while_another_answer_streams(runtime, engine, 20)
         engine.decode_step_extra_s = 60  # the answer's steps now end only when interrupted
         assert engine.in_decode.wait(5)
-        chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
         steps_before = len(engine.batches)  # none completes while the engine waits in decode
-        _, next_turn = submit(runtime, runtime.chat_tokens(chat))
+        _, next_turn = submit(runtime, next_turn_tokens)
         wait_until(lambda: engine.interrupted_batches)
         engine.decode_step_extra_s = 0
         wait_finished(next_turn)
