@@ -19,6 +19,7 @@ once, so that next message only runs its own words.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -103,6 +104,9 @@ class Scheduler:
         self._turns_to_close: list[tuple[Request, list[int]]] = []
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
+        # A program that ends without close() must not tear llama.cpp down under a running
+        # step (one always follows an answer's end: see _close_turns): that crashes.
+        atexit.register(self.close)
 
     # ---- called from any thread --------------------------------------------------------
 
@@ -149,6 +153,7 @@ class Scheduler:
         return self._thread.is_alive() and not self._closing
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         with self._lock:
             self._closing = True
             self._wakeup.notify()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jinja2.sandbox
 import pytest
@@ -135,3 +137,25 @@ def test_ignore_eos_goes_on_in_text_to_max_tokens(runtime):
     assert finished.reason is FinishReason.LENGTH and finished.usage.completion_tokens == 30
     assert not any(runtime.tokenizer.is_end_of_generation(t) for t in shown_ids)
     assert len(shown_ids) >= 25, "the answer should continue as visible text, not control tokens"
+
+
+def test_a_program_may_end_without_closing_the_runtime(model_path):
+    """Right after an answer ends the engine thread runs one more small step; exiting then
+    must not tear llama.cpp down under it (it crashed with a segmentation fault)."""
+    program = f"""
+import threading
+from jisu.config import EngineConfig
+from jisu.models.resolve import resolve_model
+from jisu.scheduler.runtime import Runtime
+from jisu.types import ChatMessage, Finished, SamplingParams
+runtime = Runtime.load(resolve_model({str(model_path)!r}, quiet=True), EngineConfig({str(model_path)!r}, ctx_size=1024, parallel=4))
+def ask(n):
+    tokens = runtime.chat_tokens([ChatMessage("user", f"Count to {{n}}.")])
+    assert isinstance(list(runtime.stream(tokens, SamplingParams(temperature=0, max_tokens=4)))[-1], Finished)
+threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("answered")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "answered" in done.stdout, done.stderr[-2000:]
