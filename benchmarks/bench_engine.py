@@ -17,13 +17,11 @@ import subprocess
 import sys
 import time
 
+from standin import chatml
+
 SHORT_PROMPT = "Count from 1 to 1000 in English words, separated by commas. " * 4  # 81 tokens in ChatML
 DECODE_TOKENS = 128
 LONG_PROMPT_TOKENS = 512
-
-
-def chatml(user_text: str) -> str:
-    return f"<|im_start|>user\n{user_text}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def peak_rss_mb() -> float:

@@ -20,6 +20,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import jisu_server  # noqa: E402
 from loadgen import stream_chat  # noqa: E402
+from standin import standin_path  # noqa: E402
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -68,11 +69,7 @@ def main() -> None:
     parser.add_argument("--kv", default="f16,q8_0")
     parser.add_argument("--flash-attn", default="auto", help="comma list of auto/on/off to compare")
     args = parser.parse_args()
-    if args.model is None:
-        from jisu.engine.quantize import quantize
-        from jisu.models.resolve import resolve_model
-
-        args.model = str(resolve_model("qwen2.5-coder-0.5b-instruct", quiet=True, quantizer=quantize).path)
+    args.model = standin_path(args.model)
     print(f"model {Path(args.model).name}, {args.threads} threads, one conversation per server\n")
     print("| context | KV cache | flash attention | RSS loaded | peak RSS | prompt read | decode at depth |")
     print("|---|---|---|---|---|---|---|")

@@ -30,6 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import percentile, run_load, stream_chat  # noqa: E402
+from standin import standin_path  # noqa: E402
 
 NEW_TOKENS = 128
 TOPICS = ["rivers", "mountains", "bread", "trains", "tea", "maps", "rain", "lighthouses"]
@@ -296,11 +297,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="single,batch8,turns,long")
     args = parser.parse_args()
-    if args.model is None:
-        from jisu.engine.quantize import quantize
-        from jisu.models.resolve import resolve_model
-
-        args.model = str(resolve_model("qwen2.5-coder-0.5b-instruct", quiet=True, quantizer=quantize).path)
+    args.model = standin_path(args.model)
     print(f"model {Path(args.model).name}, {args.threads} threads, {os.cpu_count()} CPUs")
     chosen = args.only.split(",")
     if "single" in chosen:

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from standin import chatml, standin_path
+
 PROMPT = "List twelve well-known cities of the world with their country, as JSON."
 SCHEMA = {
     "type": "object",
@@ -29,21 +31,10 @@ SCHEMA = {
 MAX_TOKENS = 256
 
 
-def chatml(user_text: str) -> str:
-    return f"<|im_start|>user\n{user_text}<|im_end|>\n<|im_start|>assistant\n"
-
-
 def grammar_text() -> str:
     from jisu.engine.grammar import schema_grammar
 
     return schema_grammar(SCHEMA)
-
-
-def model_path(model: str | None) -> str:
-    from jisu.engine.quantize import quantize
-    from jisu.models.resolve import resolve_model
-
-    return str(resolve_model(model or "qwen2.5-coder-0.5b-instruct", quiet=True, quantizer=quantize).path)
 
 
 def measure_jisu(model: str, threads: int) -> dict:
@@ -126,7 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", choices=["jisu", "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    model = model_path(args.model)
+    model = standin_path(args.model)
     if args.child:
         measure = measure_jisu if args.child == "jisu" else measure_reference
         print(json.dumps(measure(model, args.threads)))
