@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
 
 from jisu.engine.llama import BatchSlice, StepInterrupted
 from jisu.scheduler.pacing import StepPacer
@@ -52,6 +51,16 @@ DEFAULT_HOST_CACHE_MB = 512
 SHORT_PROMPT_TOKENS = 64
 # New turns waiting together share one step up to this many prompt tokens.
 SHORT_TURNS_STEP_TOKENS = 2 * SHORT_PROMPT_TOKENS
+
+
+@dataclass(frozen=True)
+class ChatTurns:
+    """How the chat template marks turns, in tokens: a prompt ending with `reply_opening`
+    asks for an assistant's answer, and `closing` follows that answer in the chat's next
+    prompt (see the module doc)."""
+
+    reply_opening: tuple[int, ...] = ()
+    closing: tuple[int, ...] = ()
 
 
 class QueueFull(Exception):
@@ -85,9 +94,8 @@ class Scheduler:
         max_queue: int = DEFAULT_MAX_QUEUE,
         host_cache_bytes: int = DEFAULT_HOST_CACHE_MB * 10**6,
         reuse_prefixes: bool = True,
-        turn_closing: Sequence[int] = (),
+        chat_turns: ChatTurns = ChatTurns(),
     ) -> None:
-        """`turn_closing`: the tokens that follow an answer in the next prompt of its chat."""
         self.engine = engine
         self.max_queue = max_queue
         self.counters = Counters()
@@ -100,7 +108,7 @@ class Scheduler:
         self._closing = False
         self._pacer = StepPacer()
         self._interruptible_step_running = False
-        self._turn_closing = list(turn_closing) if reuse_prefixes else []
+        self._chat_turns = chat_turns if reuse_prefixes else ChatTurns()
         self._turns_to_close: list[tuple[Request, list[int]]] = []
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
@@ -353,10 +361,12 @@ class Scheduler:
 
     def _closing_tokens(self, request: Request) -> list[int]:
         """What to run into a finished request's KV: the answer's last token if it was
-        sampled but not yet run, then the turn's closing."""
-        if not self._turn_closing:
+        sampled but not yet run, then the turn's closing. Nothing for a prompt that did not
+        ask for a chat answer (a raw completion): no next turn will follow it."""
+        opening, closing = self._chat_turns.reply_opening, self._chat_turns.closing
+        if not closing or tuple(request.prompt_tokens[-len(opening):]) != opening:
             return []
-        closing = (request.prompt_tokens + request.generated)[request.n_past:] + self._turn_closing
+        closing = (request.prompt_tokens + request.generated)[request.n_past:] + list(closing)
         return closing if request.n_past + len(closing) < self.engine.ctx_size else []
 
     def _close_turns(self) -> None:

@@ -10,7 +10,7 @@ from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.template import next_turn_opening, render_chat
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Scheduler
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Scheduler
 from jisu.scheduler.request import Request
 from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
 
@@ -32,7 +32,7 @@ class Runtime:
         self.info = info
         self.tokenizer = engine.tokenizer
         self.scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
-                                   turn_closing=turn_closing_tokens(self.tokenizer))
+                                   chat_turns=chat_turns(self.tokenizer))
 
     @classmethod
     def load(cls, model: ResolvedModel, config: EngineConfig, **options) -> Runtime:
@@ -87,15 +87,18 @@ class Runtime:
         self.close()
 
 
-def turn_closing_tokens(tokenizer) -> list[int]:
-    """The tokens between an answer and the next user message's words, as they appear in a
-    real rendered conversation (checked, since BPE may merge across the boundary; none
-    when it does)."""
+def chat_turns(tokenizer) -> ChatTurns:
+    """The template's turn markers in tokens, as they appear in a real rendered conversation
+    (checked, since BPE may merge across a boundary: no closing when it does)."""
     question, answer = [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello")
-    asked = tokenizer.tokenize_segments(render_chat(question)) + tokenizer.tokenize("Hello")
+    asked = tokenizer.tokenize_segments(render_chat(question))
+    reply_opening = asked[len(tokenizer.tokenize_segments(render_chat(question, add_generation_prompt=False))):]
+    answered = asked + tokenizer.tokenize("Hello")
     followed = tokenizer.tokenize_segments(render_chat(question + [answer, ChatMessage("user", "Why?")]))
     closing = tokenizer.tokenize_segments(next_turn_opening())
-    return closing if followed[: len(asked) + len(closing)] == asked + closing else []
+    if followed[: len(answered) + len(closing)] != answered + closing:
+        closing = []
+    return ChatTurns(tuple(reply_opening), tuple(closing))
 
 
 def _quant_from_description(description: str) -> str:

@@ -16,7 +16,7 @@ from helpers import run_chat, run_tokens
 from jisu.config import EngineConfig
 from jisu.engine.llama import BatchSlice, LlamaEngine, StepInterrupted
 from jisu.engine.template import render_chat
-from jisu.scheduler.runtime import Runtime, turn_closing_tokens
+from jisu.scheduler.runtime import Runtime, chat_turns
 from jisu.types import ChatMessage, Finished, SamplingParams, TextDelta
 
 # Measured on the stand-in model (logits span about -13..20): alone vs in a batch of four
@@ -142,9 +142,11 @@ def test_ten_turn_conversation_processes_only_each_new_turn(runtime):
         messages.append(ChatMessage("assistant", answer))
 
 
-def test_turn_closing_is_chatml_between_an_answer_and_the_next_message(runtime):
-    expected = runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
-    assert turn_closing_tokens(runtime.tokenizer) == expected
+def test_chat_turn_markers_are_chatmls(runtime):
+    turns = chat_turns(runtime.tokenizer)
+    tokenize = runtime.tokenizer.tokenize
+    assert list(turns.reply_opening) == tokenize("<|im_start|>assistant\n", special=True)
+    assert list(turns.closing) == tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
 
 
 def test_an_interrupted_step_leaves_every_sequence_where_it_was(engine):

@@ -127,7 +127,7 @@ def test_next_turn_reuses_the_cached_conversation(runtime, engine):
     assert events[-1].usage.cached_tokens == len(second) - len(new_words)
 
 
-def test_turn_closing_is_only_run_for_whole_answers(runtime, engine):
+def test_turn_closing_is_only_run_after_whole_chat_answers(runtime, engine):
     closed = runtime.scheduler.counters.turn_closing_tokens
     collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, stop=["fake"]))
     assert runtime.scheduler.counters.turn_closing_tokens == closed, \
@@ -135,6 +135,9 @@ def test_turn_closing_is_only_run_for_whole_answers(runtime, engine):
     collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, max_tokens=5))
     # the last sampled token had not run yet, then <|im_end|> \n <|im_start|> u s e r \n
     assert runtime.scheduler.counters.turn_closing_tokens == closed + 1 + 8
+    collect(runtime, runtime.tokenizer.tokenize("def fibonacci(n):"), SamplingParams(temperature=0))
+    assert runtime.scheduler.counters.turn_closing_tokens == closed + 1 + 8, \
+        "a raw completion prompt asked for no chat answer: no next turn follows it"
 
 
 def test_shared_system_prompt_is_reused_across_users(runtime):
