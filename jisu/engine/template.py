@@ -84,12 +84,6 @@ def render_chat(
     return out.segments
 
 
-def next_turn_opening() -> list[Segment]:
-    """What follows an answer in the next prompt of its chat: the end of the assistant's
-    turn and the start of the next user message (tool results, too, come as a user turn)."""
-    return [Segment(IM_END, True), Segment("\n", False), Segment(IM_START, True), Segment("user\n", False)]
-
-
 def _render_assistant_tool_calls(out: _Builder, message: ChatMessage) -> None:
     out.special(IM_START)
     out.text("assistant")

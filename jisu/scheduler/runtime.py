@@ -8,9 +8,10 @@ from typing import Any, Iterator, Sequence
 
 from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
-from jisu.engine.template import next_turn_opening, render_chat
+from jisu.engine.template import render_chat
 from jisu.models.resolve import ResolvedModel
 from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Scheduler
+from jisu.scheduler.prefix_cache import common_prefix_length
 from jisu.scheduler.request import Request
 from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
 
@@ -88,16 +89,17 @@ class Runtime:
 
 
 def chat_turns(tokenizer) -> ChatTurns:
-    """The template's turn markers in tokens, as they appear in a real rendered conversation
-    (checked, since BPE may merge across a boundary: no closing when it does)."""
+    """The template's turn markers in tokens, read off rendered conversations: the reply
+    opening is what the generation prompt adds; the closing is what two next prompts share
+    after the answer, up to where their user messages differ (none if BPE merged the
+    answer with what follows it)."""
     question, answer = [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello")
-    asked = tokenizer.tokenize_segments(render_chat(question))
-    reply_opening = asked[len(tokenizer.tokenize_segments(render_chat(question, add_generation_prompt=False))):]
+    render = lambda messages, **options: tokenizer.tokenize_segments(render_chat(messages, **options))  # noqa: E731
+    asked = render(question)
+    reply_opening = asked[len(render(question, add_generation_prompt=False)):]
     answered = asked + tokenizer.tokenize("Hello")
-    followed = tokenizer.tokenize_segments(render_chat(question + [answer, ChatMessage("user", "Why?")]))
-    closing = tokenizer.tokenize_segments(next_turn_opening())
-    if followed[: len(answered) + len(closing)] != answered + closing:
-        closing = []
+    one, other = (render(question + [answer, ChatMessage("user", text)]) for text in ("A", "B"))
+    closing = one[len(answered):common_prefix_length(one, other)] if one[:len(answered)] == answered else []
     return ChatTurns(tuple(reply_opening), tuple(closing))
 
 
