@@ -120,8 +120,6 @@ class Scheduler:
 
     def submit(self, request: Request) -> Request:
         self.check_fits(len(request.prompt_tokens), request.sampling.max_tokens)
-        new_tokens = self._slots.new_tokens_hint(request.prompt_tokens)
-        short_turn = new_tokens is not None and new_tokens <= SHORT_PROMPT_TOKENS
         with self._lock:
             if self._closing:
                 raise SchedulerClosed("the engine is shutting down")
@@ -129,12 +127,16 @@ class Scheduler:
                 raise QueueFull(len(self._waiting))
             self._waiting.append(request)
             self._wakeup.notify()
-            if short_turn and self._interruptible_step_running:
+            if self._interruptible_step_running and self._could_start_as_new_turn(request):
                 # The step only serves answers already streaming; at depth a step of eight
                 # takes ~0.3 s on two cores. Stopping it lets this turn start now, at the
                 # cost of that step's work, which is redone right after.
                 self.engine.interrupt()
         return request
+
+    def _could_start_as_new_turn(self, request: Request) -> bool:
+        new_tokens = self._slots.new_tokens_hint(request.prompt_tokens)
+        return new_tokens is not None and new_tokens <= SHORT_PROMPT_TOKENS
 
     def check_fits(self, prompt_tokens: int, max_tokens: int | None) -> None:
         """Raise ContextOverflow unless the prompt (and max_tokens) fit one conversation."""
@@ -282,7 +284,7 @@ class Scheduler:
             return [self._prompt_slice(request, 1)], [request], 0
         prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL), key=_prefill_order)
         decoding = [r for r in self._running if r.phase is Phase.DECODE]
-        short = [r for r in prefilling if r.new_prompt_tokens <= SHORT_PROMPT_TOKENS]
+        short = [r for r in prefilling if _is_new_turn(r)]
         if short and decoding:
             # On a few cores a step is compute-bound: adding the running answers' tokens
             # to a new turn's prefill makes the step as long as both done apart. Running
@@ -364,7 +366,7 @@ class Scheduler:
         sampled but not yet run, then the turn's closing. Nothing for a prompt that did not
         ask for a chat answer (a raw completion): no next turn will follow it."""
         opening, closing = self._chat_turns.reply_opening, self._chat_turns.closing
-        if not closing or tuple(request.prompt_tokens[-len(opening):]) != opening:
+        if not (opening and closing) or tuple(request.prompt_tokens[-len(opening):]) != opening:
             return []
         closing = (request.prompt_tokens + request.generated)[request.n_past:] + list(closing)
         return closing if request.n_past + len(closing) < self.engine.ctx_size else []
@@ -421,10 +423,15 @@ class Scheduler:
         self._running.clear()
 
 
+def _is_new_turn(request: Request) -> bool:
+    """A chat turn after its history was reused (or any short prompt), not a document."""
+    return request.new_prompt_tokens <= SHORT_PROMPT_TOKENS
+
+
 def _prefill_order(request: Request) -> tuple[int, float]:
     """New chat turns first, in the order they came; then longer prompts, the one with the
     least left first: a chat turn never waits behind a document."""
-    if request.new_prompt_tokens <= SHORT_PROMPT_TOKENS:
+    if _is_new_turn(request):
         return (0, request.submitted_at)
     return (1, request.prompt_remaining)
 
