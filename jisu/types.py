@@ -17,6 +17,7 @@ ROLES = ("system", "user", "assistant", "tool")
 MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
 MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "pick a random seed" sentinel
+MAX_LOGIT_BIAS = 1024  # tokens one request may bias (OpenAI allows 300)
 
 
 class InvalidRequest(ValueError):
@@ -65,6 +66,7 @@ class FinishReason(str, enum.Enum):
     LENGTH = "length"  # max_tokens or the context window
     TOOL_CALLS = "tool_calls"
     CANCELLED = "cancelled"  # client gone or stop button
+    SHUTDOWN = "shutdown"  # the server stopped before the answer ended
 
 
 @dataclass
@@ -85,6 +87,7 @@ class SamplingParams:
     grammar: str | None = None  # GBNF; set by structured-output requests
     grammar_trigger: str | None = None  # lazy grammar: it applies once this text appears
     ignore_eos: bool = False  # keep going past end-of-turn (benchmarks want fixed lengths)
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +105,13 @@ class SamplingParams:
             _check_int("seed", self.seed, 0, MAX_SEED)
         if self.max_tokens is not None:
             _check_int("max_tokens", self.max_tokens, 1, 1_000_000)
+        if len(self.logit_bias) > MAX_LOGIT_BIAS:
+            raise InvalidRequest(f"logit_bias: at most {MAX_LOGIT_BIAS} tokens", "logit_bias")
+        for token, bias in self.logit_bias.items():
+            if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+                raise InvalidRequest(f"logit_bias: {token!r} is not a token id", "logit_bias")
+            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
+                raise InvalidRequest(f"logit_bias: the bias of token {token} must be in [-100, 100]", "logit_bias")
         if len(self.stop) > MAX_STOP_STRINGS:
             raise InvalidRequest(f"stop: at most {MAX_STOP_STRINGS} stop strings", "stop")
         for s in self.stop:

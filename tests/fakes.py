@@ -155,3 +155,9 @@ def fake_runtime(engine: FakeEngine | None = None, parallel: int | None = None, 
     info = ModelInfo(name="Fake-0.5B", id="fake-model", quantization="q4_0",
                      context_size=engine.ctx_size, path="/dev/null", fallback_note=None)
     return Runtime(engine, info, **options)
+
+
+# What the test client calls the server: a loopback name, as a browser on this machine would
+# (the server refuses Host names it does not know: DNS rebinding).
+LOCAL_URL = "http://127.0.0.1:8080"
+LOCAL_WS = "ws://127.0.0.1:8080/v1/ws"

@@ -51,6 +51,10 @@ class Sampler:
         # A grammar decides itself where its answer ends.
         self._banned = (tokenizer.end_of_generation_tokens if params.ignore_eos and not params.grammar
                         else None)
+        # OpenAI's logit_bias: added to the raw logits before anything else sees them, so
+        # penalties, truncation, grammar and argmax all work on the biased values.
+        self._bias_ids = np.fromiter(params.logit_bias, np.int64) if params.logit_bias else None
+        self._bias_values = np.fromiter(params.logit_bias.values(), np.float32) if params.logit_bias else None
         self._grammar = None
         self._chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         try:
@@ -98,8 +102,10 @@ class Sampler:
     def sample(self, batch_index: int) -> int:
         """Pick the next token from the logits at `batch_index` of the last decode."""
         logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, batch_index), shape=(self._n_vocab,))
+        if self._bias_ids is not None:
+            logits[self._bias_ids] += self._bias_values  # llama.cpp's buffer, ours to edit
         if self._banned is not None:
-            logits[self._banned] = -np.inf  # llama.cpp's buffer, ours to edit
+            logits[self._banned] = -np.inf
         if self._argmax_only:
             return int(logits.argmax())  # the first of equal maxima, as llama.cpp's greedy
         if self._grammar is not None:

@@ -106,6 +106,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._closing = False
+        self._unfinished = 0  # submitted and not yet done: what admission counts
         self._pacer = StepPacer()
         self._interruptible_step_running = False
         self._chat_turns = chat_turns if reuse_prefixes else ChatTurns()
@@ -123,8 +124,13 @@ class Scheduler:
         with self._lock:
             if self._closing:
                 raise SchedulerClosed("the engine is shutting down")
-            if len(self._waiting) >= self.max_queue:
+            # Everyone beyond the slots waits; --max-queue is how many may. Counted over
+            # requests not yet done, so a free slot always takes a request (even with
+            # --max-queue 0) and a burst is judged the same whether or not the engine
+            # thread has admitted its first requests yet.
+            if self._unfinished >= len(self._slots.slots) + self.max_queue:
                 raise QueueFull(len(self._waiting))
+            self._unfinished += 1
             self._waiting.append(request)
             self._wakeup.notify()
             if self._interruptible_step_running and self._could_start_as_new_turn(request):
@@ -196,7 +202,7 @@ class Scheduler:
             for request in cancelled:
                 self._waiting.remove(request)
         for request in cancelled + [r for r in self._running if r.cancelled]:
-            self._finish(request, FinishReason.CANCELLED)
+            self._finish(request, request.cancel_reason)
 
     def _admit(self) -> None:
         while True:
@@ -217,7 +223,7 @@ class Scheduler:
                 request.sampler = self.engine.new_sampler(request.sampling, request.prompt_tokens)
             except Exception as error:
                 self._slots.release(slot, None)
-                request.phase = Phase.DONE
+                self._retire(request)
                 request.emit(Failed(f"could not start generation: {error}"))
                 continue
             request.text = TextAssembler(request.sampling.stop)
@@ -225,6 +231,12 @@ class Scheduler:
             request.started_at = time.perf_counter()
             self._running.append(request)
         self._announce_queue_positions()
+
+    def _retire(self, request: Request) -> None:
+        """Mark a request done; it no longer counts against the queue limit."""
+        request.phase = Phase.DONE
+        with self._lock:
+            self._unfinished -= 1
 
     def _announce_queue_positions(self) -> None:
         with self._lock:
@@ -345,7 +357,7 @@ class Scheduler:
         if request.phase is Phase.DONE:
             return
         was_running = request.phase is not Phase.WAITING
-        request.phase = Phase.DONE
+        self._retire(request)
         if was_running:
             self._running.remove(request)
         if request.text is not None:
@@ -406,7 +418,7 @@ class Scheduler:
 
     def _fail(self, request: Request, message: str) -> None:
         self._running.remove(request)
-        request.phase = Phase.DONE
+        self._retire(request)
         request.emit(Failed(message))
         try:
             self._release(request, None)
@@ -418,7 +430,7 @@ class Scheduler:
             waiting = list(self._waiting)
             self._waiting.clear()
         for request in waiting + self._running:
-            request.phase = Phase.DONE
+            self._retire(request)
             request.emit(Failed("the server is shutting down", "server_shutdown"))
         self._running.clear()
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable
 
 from jisu.engine.detok import IncrementalDetokenizer
 from jisu.engine.stops import StopStringMatcher
-from jisu.types import Event, SamplingParams, Timings, Usage
+from jisu.types import Event, FinishReason, SamplingParams, Timings, Usage
 
 if TYPE_CHECKING:
     from jisu.engine.sampling import Sampler
@@ -66,6 +66,7 @@ class Request:
     submitted_at: float = field(default_factory=time.perf_counter)
     started_at: float = 0.0
     first_token_at: float = 0.0
+    cancel_reason: FinishReason = FinishReason.CANCELLED  # what the answer's end will say
     _cancel: threading.Event = field(default_factory=threading.Event)
 
     def emit(self, event: Event) -> None:
@@ -76,8 +77,11 @@ class Request:
         except Exception:
             self._cancel.set()
 
-    def cancel(self) -> None:
-        """Safe from any thread; the scheduler frees the request within one step."""
+    def cancel(self, reason: FinishReason = FinishReason.CANCELLED) -> None:
+        """Safe from any thread; the scheduler frees the request within one step and its
+        Finished event carries `reason` (the client left, or the server is stopping)."""
+        if not self._cancel.is_set():
+            self.cancel_reason = reason
         self._cancel.set()
 
     @property

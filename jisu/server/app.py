@@ -5,38 +5,37 @@ from __future__ import annotations
 import time
 from importlib import resources
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from jisu import __version__
 from jisu.scheduler.runtime import Runtime
-from jisu.server.errors import ApiError, install_error_handlers
+from jisu.server.access import AccessPolicy
+from jisu.server.errors import install_error_handlers
+from jisu.server.guard import Guard
+from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
 from jisu.server.metrics import Metrics
 from jisu.server.routes import router as api_router
 from jisu.server.serving import Serving
 from jisu.server.websocket import router as socket_router
-
-MAX_BODY_BYTES = 8 << 20  # a long document fits; a runaway upload does not
 
 
 def web_dir():
     return resources.files("jisu") / "web"
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The app; `access` defaults to what a loopback server needs: no keys, local names."""
     app = FastAPI(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
-    app.state.serving = Serving(runtime, Metrics(runtime.scheduler.stats))
+    metrics = Metrics(runtime.scheduler.stats)
+    app.state.serving = Serving(runtime, metrics)
+    app.state.access = access or AccessPolicy.build()
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            api = ApiError(413, f"Request body over {MAX_BODY_BYTES >> 20} MB.", code="request_too_large")
-            return JSONResponse(api.body, status_code=413)
-        return await call_next(request)
+    # Outermost first: who may ask (Guard) before how much they may send (BodyLimit).
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refused=metrics.refused)
+    app.add_middleware(Guard, policy=app.state.access, on_refused=metrics.refused)
 
     app.include_router(api_router)
     app.include_router(socket_router)

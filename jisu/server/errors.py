@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,11 +31,6 @@ def error_body(message: str, type_: str = "invalid_request_error", param: str | 
     return {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
 
 
-def model_not_found(name: str, available: str) -> ApiError:
-    return ApiError(404, f"The model '{name}' does not exist; this server runs '{available}'.",
-                    param="model", code="model_not_found")
-
-
 def as_api_error(error: Exception) -> ApiError:
     """Map the errors the core raises to their HTTP form."""
     if isinstance(error, ApiError):
@@ -55,25 +51,46 @@ def as_api_error(error: Exception) -> ApiError:
     return ApiError(500, f"Internal error: {type(error).__name__}", type_="server_error")
 
 
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
 def _validation_param(location: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in location if p not in ("body",)]
-    # Pydantic names union members ("str", "list[TextPart]") in the location; users don't.
-    parts = [p for p in parts if not any(ch in p for ch in "[]") and p not in ("str", "int", "float", "bool")]
-    if not parts:
+    """('body', 'messages', 0, 'content', 'constrained-str') -> 'messages[0].content'.
+    Pydantic puts union members, constraint kinds and model names in the location (they
+    have dashes, brackets or capitals, or are type names); users know only field names."""
+    parts: list[str | int] = []
+    for part in location[1:] if location[:1] == ("body",) else location:
+        if isinstance(part, int):
+            parts.append(part)
+        elif _FIELD_NAME.fullmatch(str(part)) and part not in _TYPE_NAMES:
+            parts.append(str(part))
+        elif parts and isinstance(part, str) and not _FIELD_NAME.fullmatch(part) and "[" not in part \
+                and "-" not in part and not part[:1].isupper():
+            parts.append(part)  # a dictionary key, e.g. logit_bias's token id
+    if not parts or isinstance(parts[0], int):
         return None
-    text = parts[0]
+    text = str(parts[0])
     for part in parts[1:]:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
     return text
 
 
 def validation_error(error: RequestValidationError) -> ApiError:
-    first = error.errors()[0] if error.errors() else {"msg": "invalid request", "loc": ()}
+    errors = error.errors() or [{"msg": "invalid request", "loc": ()}]
+    # A value that fits no member of a union fails each; the deepest error is the one that
+    # says what is wrong (an image part in content, not "content should be a string").
+    first = max(errors, key=lambda e: len(_validation_param(tuple(e.get("loc", ()))) or ""))
     if first.get("type") == "json_invalid":
         return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
-    param = _validation_param(tuple(first.get("loc", ())))
+    location = tuple(first.get("loc", ()))
+    if location in ((), ("body",)) and first.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+        return ApiError(400, "The request body must be a JSON object, sent as Content-Type: application/json.", code="invalid_json")
+    param = _validation_param(location)
     if first.get("type") == "missing":
         return ApiError(400, f"Missing required field '{param}'.", param=param)
+    if first.get("type") == "finite_number":
+        return ApiError(400, f"Invalid '{param}': must be a finite number (not NaN or Infinity).", param=param)
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return ApiError(400, f"Invalid '{param}': {message}." if param else message + ".", param=param)
 
@@ -88,6 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, say)
+            return respond(ApiError(400, "The request body is not valid JSON (UTF-8 text).", code="invalid_json"))
         kind = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status_code)
         return respond(ApiError(error.status_code, str(error.detail), code=kind))
 

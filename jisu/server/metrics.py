@@ -19,6 +19,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("jisu_requests", "Requests by endpoint and outcome",
                                 ["endpoint", "status"], registry=self.registry)
+        self.refusals = Counter("jisu_refusals", "Requests refused before they started, by reason "
+                                "(the error code: server_busy, invalid_api_key, forbidden_origin, ...)",
+                                ["reason"], registry=self.registry)
         self.prompt_tokens = Counter("jisu_prompt_tokens", "Prompt tokens received", registry=self.registry)
         self.cached_prompt_tokens = Counter("jisu_prompt_tokens_cached",
                                             "Prompt tokens served from the prefix cache", registry=self.registry)
@@ -52,8 +55,14 @@ class Metrics:
     def request_cancelled(self, endpoint: str) -> None:
         self.requests.labels(endpoint, "cancelled").inc()
 
-    def request_rejected(self, endpoint: str, status: int) -> None:
+    def request_refused(self, endpoint: str, status: int, reason: str) -> None:
+        """A request answered with an error before it started (bad input, queue full, ...)."""
         self.requests.labels(endpoint, str(status)).inc()
+        self.refusals.labels(reason).inc()
+
+    def refused(self, reason: str) -> None:
+        """Refused at the door (key, Host, Origin, body size), before any route ran."""
+        self.refusals.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

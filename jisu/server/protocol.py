@@ -10,21 +10,30 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from jisu.types import FinishReason, Timings, Usage
+from jisu.types import MAX_LOGIT_BIAS, FinishReason, Timings, Usage
 
 MAX_MESSAGES = 4096
 MAX_CONTENT_CHARS = 1_000_000
+# Numbers are finite: NaN and Infinity (which Python's JSON parser accepts) are refused as
+# such, instead of failing a range check with a misleading message.
+Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TextPart(_Lenient):
-    type: Literal["text"]
-    text: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+class ContentPart(_Lenient):
+    type: str
+    text: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] = ""
+
+    @model_validator(mode="after")
+    def text_only(self) -> ContentPart:
+        if self.type != "text":
+            raise ValueError(f"this model reads text only; a '{self.type}' part cannot be read")
+        return self
 
 
 class FunctionCall(_Lenient):
@@ -38,9 +47,16 @@ class ToolCall(_Lenient):
     function: FunctionCall
 
 
+def _string_or_parts(content: Any) -> Any:
+    if content is not None and not isinstance(content, (str, list)):
+        raise ValueError("must be a string or a list of content parts")
+    return content
+
+
 class Message(_Lenient):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[TextPart] | None = None
+    content: Annotated[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[ContentPart] | None,
+                       BeforeValidator(_string_or_parts)] = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -54,25 +70,40 @@ class Message(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class _SamplingFields(_Lenient):
-    model: str | None = None
+    model: str | None = None  # any name: answered by the served model (see Serving)
     max_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Number, Field(gt=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
-    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    repetition_penalty: Annotated[float, Field(gt=0, le=2)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    min_p: Annotated[Number, Field(ge=0, le=1)] | None = None
+    repetition_penalty: Annotated[Number, Field(gt=0, le=2)] | None = None
+    presence_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 2)] | None = None
     stop: str | list[str] | None = None
+    # OpenAI's shape: token id (as a string) -> a bias in [-100, 100] added to its logit.
+    logit_bias: Annotated[dict[str, Annotated[Number, Field(ge=-100, le=100)]],
+                          Field(max_length=MAX_LOGIT_BIAS)] | None = None
     n: Annotated[int, Field(ge=1)] = 1
-    ignore_eos: bool = False  # extension (as in vLLM and llama-server), for benchmarks
-    stream: bool = False
+    ignore_eos: StrictBool = False  # extension (as in vLLM and llama-server), for benchmarks
+    # Strict: "false" or 0 would otherwise be read as a boolean and change the response's form.
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def token_ids_as_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key in bias or {}:
+            if not key.isdigit():
+                raise ValueError(f"keys are token ids (whole numbers as strings), got {key!r}")
+        return bias
+
+    def logit_bias_by_token(self) -> dict[int, float]:
+        return {int(token): value for token, value in (self.logit_bias or {}).items()}
 
     @field_validator("n")
     @classmethod
@@ -97,7 +128,7 @@ class ChatCompletionRequest(_SamplingFields):
 
 class CompletionRequest(_SamplingFields):
     prompt: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]]
-    echo: bool = False
+    echo: StrictBool = False
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):

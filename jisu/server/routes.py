@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from jisu.server.errors import as_api_error, error_body
+from jisu.server.errors import error_body
 from jisu.server.metrics import CONTENT_TYPE_LATEST
 from jisu.server.protocol import (
     ChatCompletionRequest,
@@ -19,9 +19,9 @@ from jisu.server.protocol import (
     openai_finish_reason,
     usage_dict,
 )
-from jisu.server.serving import PreparedRequest, Serving
+from jisu.server.serving import Answer, PreparedRequest, Serving
 from jisu.server.tools import ToolCallStream, split_tool_calls
-from jisu.types import Failed, Finished, PrefillProgress, Queued, TextDelta
+from jisu.types import Failed, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()
 
@@ -69,10 +69,12 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     serving = _serving(request)
     prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
+    answer = serving.start(prepared)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _event_stream(stream_chunks(serving, prepared, ChunkWriter(serving.runtime.info.id), include_usage))
-    text, finished = await serving.complete(prepared, request.is_disconnected)
+        writer = ChunkWriter(serving.runtime.info.id)
+        return _event_stream(stream_chunks(answer, prepared, writer, include_usage))
+    text, finished = await answer.complete(request.is_disconnected)
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish_reason = openai_finish_reason(finished.reason)
     content, calls = split_tool_calls(text, prepared.function_names)
@@ -99,11 +101,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 async def completions(body: CompletionRequest, request: Request) -> Response:
     serving = _serving(request)
     prepared = _prepare(serving, lambda: serving.prepare_completion(body), "completions")
+    answer = serving.start(prepared)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         writer = ChunkWriter(serving.runtime.info.id, kind="text")
-        return _event_stream(stream_chunks(serving, prepared, writer, include_usage))
-    text, finished = await serving.complete(prepared, request.is_disconnected)
+        return _event_stream(stream_chunks(answer, prepared, writer, include_usage))
+    text, finished = await answer.complete(request.is_disconnected)
     if body.echo:
         text = body.prompt_text() + text
     return JSONResponse({
@@ -122,9 +125,7 @@ def _prepare(serving: Serving, prepare, endpoint: str) -> PreparedRequest:
     try:
         return prepare()
     except Exception as error:
-        api = as_api_error(error)
-        serving.metrics.request_rejected(endpoint, api.status)
-        raise api from None
+        raise serving.refuse(endpoint, error) from None
 
 
 def _event_stream(chunks: AsyncIterator[str]) -> StreamingResponse:
@@ -132,14 +133,15 @@ def _event_stream(chunks: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
 
 
-async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: ChunkWriter,
+async def stream_chunks(answer: Answer, prepared: PreparedRequest, writer: ChunkWriter,
                         include_usage: bool) -> AsyncIterator[str]:
     """OpenAI's chunk sequence. Queue position and prompt progress travel as SSE comments,
-    which OpenAI clients skip and people watching the raw stream can read."""
+    which OpenAI clients skip and people watching the raw stream can read. An answer the
+    server could not finish ends with an error event (OpenAI clients raise it) and [DONE]."""
     calls = ToolCallStream(prepared.function_names) if prepared.function_names else None
     if writer.kind == "chat":
         yield sse(writer.role())
-    async for event in serving.events(prepared):
+    async for event in answer.events():
         if isinstance(event, TextDelta):
             text = calls.feed(event.text) if calls else event.text
             if text:
@@ -148,6 +150,9 @@ async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: Chu
             yield f": queued {event.position} ahead\n\n"
         elif isinstance(event, PrefillProgress):
             yield f": prefill {event.processed}/{event.total}\n\n"
+        elif isinstance(event, Finished) and event.reason is FinishReason.SHUTDOWN:
+            yield sse(error_body("The server stopped before the answer was complete; retry.",
+                                 "server_error", code="server_shutdown"))
         elif isinstance(event, Finished):
             reason = openai_finish_reason(event.reason)
             if calls:
@@ -162,5 +167,4 @@ async def stream_chunks(serving: Serving, prepared: PreparedRequest, writer: Chu
                 yield sse(writer.usage(event.usage))
         elif isinstance(event, Failed):
             yield sse(error_body(event.message, "server_error", code=event.code))
-            return
     yield "data: [DONE]\n\n"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from jisu.scheduler.request import Request
 from jisu.scheduler.runtime import Runtime
-from jisu.server.errors import ApiError, model_not_found
+from jisu.scheduler.loop import SchedulerClosed
+from jisu.server.errors import ApiError, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
 from jisu.server.tools import plan_output, with_schema_instruction
@@ -17,6 +19,7 @@ from jisu.types import (
     Event,
     Failed,
     Finished,
+    FinishReason,
     InvalidRequest,
     SamplingParams,
     TextDelta,
@@ -29,24 +32,20 @@ class PreparedRequest:
     sampling: SamplingParams
     endpoint: str
     function_names: list[str] = field(default_factory=list)  # tools the answer may call
-    submitted: Request | None = None  # set once the scheduler has it; cancel() through it
 
 
 class Serving:
     def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
         self.runtime = runtime
         self.metrics = metrics
-        info = runtime.info
-        self._model_names = {info.id.lower(), info.name.lower()}
+        self.active: set[Answer] = set()  # admitted and not yet ended
+        self.draining = False  # shutting down: new requests are refused
 
     # ---- requests in ------------------------------------------------------------------
-
-    def check_model(self, name: str | None) -> None:
-        if name and name.lower() not in self._model_names:
-            raise model_not_found(name, self.runtime.info.id)
+    # `model` is not checked: a one-model server answers any name with the model it has
+    # (clients send fixed names such as gpt-4o-mini) and says which in each response.
 
     def prepare_chat(self, body: ChatCompletionRequest) -> PreparedRequest:
-        self.check_model(body.model)
         plan = plan_output(body.response_format, body.tools, body.tool_choice)
         messages = [_to_chat_message(m, i) for i, m in enumerate(body.messages)]
         messages = with_schema_instruction(messages, plan.schema_instruction)
@@ -59,7 +58,6 @@ class Serving:
         return PreparedRequest(tokens, sampling, "chat", plan.function_names)
 
     def prepare_completion(self, body: CompletionRequest) -> PreparedRequest:
-        self.check_model(body.model)
         try:
             text = body.prompt_text()
         except ValueError as error:
@@ -70,8 +68,12 @@ class Serving:
         self.runtime.scheduler.check_fits(len(tokens), sampling.max_tokens)
         return PreparedRequest(tokens, sampling, "completions")
 
-    @staticmethod
-    def _sampling(body, max_tokens: int | None) -> SamplingParams:
+    def _sampling(self, body, max_tokens: int | None) -> SamplingParams:
+        vocabulary = self.runtime.tokenizer.n_vocab
+        for token in body.logit_bias_by_token():
+            if token >= vocabulary:
+                raise InvalidRequest(f"logit_bias: token {token} is not in the vocabulary "
+                                     f"(0..{vocabulary - 1})", "logit_bias")
         defaults = SamplingParams()
         pick = lambda value, default: default if value is None else value  # noqa: E731
         return SamplingParams(
@@ -86,40 +88,95 @@ class Serving:
             max_tokens=max_tokens,
             stop=body.stop_list(),
             ignore_eos=body.ignore_eos,
+            logit_bias=body.logit_bias_by_token(),
         )
 
-    # ---- events out -------------------------------------------------------------------
+    # ---- admission --------------------------------------------------------------------
 
-    async def events(self, prepared: PreparedRequest) -> AsyncIterator[Event]:
-        """The request's events as they happen. Leaving early (client gone, task cancelled)
-        cancels the request; the engine frees it within one step."""
+    def start(self, prepared: PreparedRequest) -> Answer:
+        """Hand the request to the scheduler now, before any byte of the response, so a
+        refusal (queue full, shutting down) is a proper 503 and never an empty 200 stream."""
+        if self.draining:
+            raise self.refuse(prepared.endpoint, SchedulerClosed("the server is shutting down"))
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-
-        def deliver(event: Event) -> None:  # runs on the engine thread
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        request = prepared.submitted = self.runtime.submit(prepared.prompt_tokens, prepared.sampling, deliver)
-        done = False
+        answer = Answer(self, prepared.endpoint)
         try:
-            while not done:
-                event = await queue.get()
+            answer.request = self.runtime.submit(prepared.prompt_tokens, prepared.sampling,
+                                                 lambda event: loop.call_soon_threadsafe(answer.deliver, event))
+        except Exception as error:
+            raise self.refuse(prepared.endpoint, error) from None
+        self.active.add(answer)
+        return answer
+
+    def refuse(self, endpoint: str, error: Exception) -> ApiError:
+        """The error to answer with, counted in /metrics by endpoint, status and reason."""
+        api = as_api_error(error)
+        self.metrics.request_refused(endpoint, api.status, api.body["error"].get("code") or "invalid_request")
+        return api
+
+    # ---- shutdown ---------------------------------------------------------------------
+
+    async def drain(self, grace_s: float, stop_waiting: Callable[[], bool] = lambda: False) -> None:
+        """Refuse new requests, let running answers finish for up to `grace_s`, then end the
+        rest: each still gets its final event (saying the server stopped) before we return."""
+        self.draining = True
+        deadline = time.monotonic() + grace_s
+        while self.active and time.monotonic() < deadline and not stop_waiting():
+            await asyncio.sleep(0.05)
+        for answer in list(self.active):
+            answer.cancel(FinishReason.SHUTDOWN)
+        deadline = time.monotonic() + FINAL_EVENTS_TIMEOUT_S
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(FLUSH_S)  # let the streams write what they were handed
+
+
+FINAL_EVENTS_TIMEOUT_S = 5.0  # the engine ends a cancelled answer within one step
+FLUSH_S = 0.1
+
+
+class Answer:
+    """One admitted request, seen from the event loop: its events as they happen."""
+
+    def __init__(self, serving: Serving, endpoint: str) -> None:
+        self._serving = serving
+        self.endpoint = endpoint
+        self.request: Request | None = None
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.done = False
+
+    def deliver(self, event: Event) -> None:  # on the event loop, for each engine event
+        if isinstance(event, (Finished, Failed)):
+            self._serving.active.discard(self)  # even if nobody reads the events any more
+        self._queue.put_nowait(event)
+
+    def cancel(self, reason: FinishReason = FinishReason.CANCELLED) -> None:
+        if self.request is not None:
+            self.request.cancel(reason)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Until Finished or Failed. Leaving early (client gone, task cancelled) cancels
+        the request; the engine frees it within one step."""
+        metrics = self._serving.metrics
+        try:
+            while not self.done:
+                event = await self._queue.get()
                 if isinstance(event, Finished):
-                    self.metrics.request_finished(prepared.endpoint, event)
-                    done = True
+                    metrics.request_finished(self.endpoint, event)
+                    self.done = True
                 elif isinstance(event, Failed):
-                    self.metrics.request_failed(prepared.endpoint)
-                    done = True
+                    metrics.request_failed(self.endpoint)
+                    self.done = True
                 yield event
         finally:
-            if not done:
-                request.cancel()
-                self.metrics.request_cancelled(prepared.endpoint)
+            if not self.done:
+                self.cancel()
+                metrics.request_cancelled(self.endpoint)
 
-    async def complete(self, prepared: PreparedRequest, disconnected) -> tuple[str, Finished]:
+    async def complete(self, disconnected) -> tuple[str, Finished]:
         """Run to the end for a non-streaming response; gives up if the client leaves."""
         pieces: list[str] = []
-        events = self.events(prepared)
+        events = self.events()
         try:
             async for event in _until_disconnected(events, disconnected):
                 if isinstance(event, TextDelta):
@@ -127,6 +184,9 @@ class Serving:
                 elif isinstance(event, Failed):
                     raise ApiError(500, event.message, type_="server_error", code=event.code)
                 elif isinstance(event, Finished):
+                    if event.reason is FinishReason.SHUTDOWN:
+                        raise ApiError(503, "The server stopped before the answer was complete; retry.",
+                                       type_="server_error", code="server_shutdown")
                     return "".join(pieces), event
         finally:
             await events.aclose()

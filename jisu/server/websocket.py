@@ -1,12 +1,16 @@
 """WebSocket /v1/ws: the web UI's channel. Same request fields as chat completions.
 
-Client → server:  {"type": "chat", ...chat completion fields...}   {"type": "cancel"}
-Server → client:  {"type": "queued", "position": n}
+Client → server:  {"type": "auth", "api_key": "..."}   (first, when the server has keys and
+                                                         the handshake carried none)
+                  {"type": "chat", ...chat completion fields...}   {"type": "cancel"}
+Server → client:  {"type": "ready", "user": name}       (after a successful auth message)
+                  {"type": "queued", "position": n}
                   {"type": "progress", "processed": n, "total": m}
                   {"type": "token", "text": "..."}
                   {"type": "done", "finish_reason": ..., "usage": {...}, "timings": {...}}
-                  {"type": "error", "error": {message, type, param, code, ...}}
-One answer at a time per socket; a closed socket cancels its answer.
+                  {"type": "error", "status": n, "error": {message, type, param, code}}
+One answer at a time per socket; a closed socket cancels its answer. A key can also come in
+the handshake: `Authorization: Bearer KEY`, or the subprotocols `jisu, jisu-key.KEY`.
 """
 
 from __future__ import annotations
@@ -19,74 +23,135 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from jisu.server.errors import ApiError, as_api_error, error_body, validation_error
+from jisu.server.errors import ApiError, error_body, validation_error
+from jisu.server.guard import WEBSOCKET_PROTOCOL
 from jisu.server.protocol import ChatCompletionRequest, openai_finish_reason, usage_dict
-from jisu.server.serving import PreparedRequest, Serving
+from jisu.server.serving import Answer, Serving
 from jisu.types import Event, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()
-MAX_MESSAGE_BYTES = 8 << 20
+AUTH_TIMEOUT_S = 10.0
+CLOSE_UNAUTHORIZED = 4401  # application close codes are 4000-4999; this one mirrors HTTP 401
 
 
 @router.websocket("/v1/ws")
 async def chat_socket(socket: WebSocket) -> None:
-    await socket.accept()
-    serving: Serving = socket.app.state.serving
-    answering: asyncio.Task | None = None
-    current: list[PreparedRequest] = []  # the answer in progress, for "cancel"
-    try:
-        while True:
-            message = _parse(await socket.receive_text())
-            if isinstance(message, ApiError):
-                await _send_error(socket, message)
-                continue
-            kind = message.get("type")
-            busy = answering is not None and not answering.done()
-            if kind == "cancel":
-                # The engine ends the answer within one step and the "done" event follows.
-                if busy and current and current[0].submitted:
-                    current[0].submitted.cancel()
-            elif kind != "chat":
-                await _send_error(socket, ApiError(
-                    400, f"unknown message type {kind!r}; expected 'chat' or 'cancel'", param="type"))
-            elif busy:
-                await _send_error(socket, ApiError(
-                    409, "an answer is already being generated on this socket; cancel it first", code="busy"))
-            else:
-                answering = asyncio.create_task(_answer(socket, serving, message, current))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        if answering and not answering.done():
-            answering.cancel()  # leaving serving.events() cancels the request
+    offered = socket.scope.get("subprotocols", [])
+    await socket.accept(subprotocol=WEBSOCKET_PROTOCOL if WEBSOCKET_PROTOCOL in offered else None)
+    await ChatSession(socket, socket.app.state.serving).run()
 
 
-def _parse(raw: str) -> dict[str, Any] | ApiError:
-    if len(raw) > MAX_MESSAGE_BYTES:
-        return ApiError(413, "message too large", code="request_too_large")
-    try:
-        message = json.loads(raw)
-    except json.JSONDecodeError:
-        return ApiError(400, "The message is not valid JSON.", code="invalid_json")
-    if not isinstance(message, dict):
-        return ApiError(400, "The message must be a JSON object.", code="invalid_json")
-    return message
+class ChatSession:
+    """One socket: who it belongs to, and the answer it is streaming (if any)."""
 
+    def __init__(self, socket: WebSocket, serving: Serving) -> None:
+        self.socket = socket
+        self.serving = serving
+        self.user: str | None = socket.scope.get("state", {}).get("user")
+        self.answer: Answer | None = None
+        self.streaming: asyncio.Task | None = None
 
-async def _answer(socket: WebSocket, serving: Serving, message: dict[str, Any],
-                  current: list[PreparedRequest]) -> None:
-    try:
-        body = ChatCompletionRequest.model_validate({k: v for k, v in message.items() if k != "type"})
-        prepared = serving.prepare_chat(body)
-        current[:] = [prepared]
-        async for event in serving.events(prepared):
-            await socket.send_json(_event_message(event))
-    except ValidationError as error:
-        await _send_error(socket, validation_error(RequestValidationError(error.errors())))
-    except Exception as error:
-        await _send_error(socket, as_api_error(error))
-    finally:
-        current.clear()
+    async def run(self) -> None:
+        try:
+            if self.user is None and not await self._authenticate():
+                return
+            while True:
+                message = await self._receive()
+                if message is not None:
+                    await self._handle(message)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.streaming and not self.streaming.done():
+                self.streaming.cancel()  # leaving Answer.events() cancels the request
+
+    async def _authenticate(self) -> bool:
+        """The server has keys and the handshake brought none: the first message must."""
+        policy = self.socket.app.state.access
+        try:
+            message = await asyncio.wait_for(self._receive(), AUTH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            message = None
+        key = message.get("api_key") if isinstance(message, dict) and message.get("type") == "auth" else None
+        self.user = policy.user_for_key(key if isinstance(key, str) else None)
+        if self.user is None:
+            self.serving.metrics.refused("invalid_api_key")
+            await self._send_error(ApiError(401, "Missing or wrong API key: send {\"type\": \"auth\", "
+                                                 "\"api_key\": KEY} first.", type_="authentication_error",
+                                            code="invalid_api_key"))
+            await self.socket.close(CLOSE_UNAUTHORIZED, "invalid api key")
+            return False
+        await self.socket.send_json({"type": "ready", "user": self.user})
+        return True
+
+    async def _receive(self) -> dict[str, Any] | None:
+        """The next message as a JSON object; a bad one is answered with an error and None."""
+        message = await self.socket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        if message.get("text") is None:
+            await self._send_error(ApiError(400, "Binary messages are not understood; send JSON as text.",
+                                            code="invalid_message"))
+            return None
+        try:
+            parsed = json.loads(message["text"])
+        except json.JSONDecodeError:
+            await self._send_error(ApiError(400, "The message is not valid JSON.", code="invalid_json"))
+            return None
+        if not isinstance(parsed, dict):
+            await self._send_error(ApiError(400, "The message must be a JSON object.", code="invalid_json"))
+            return None
+        return parsed
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        busy = self.streaming is not None and not self.streaming.done()
+        if kind == "cancel":
+            if busy and self.answer:
+                self.answer.cancel()  # the engine ends it within one step; "done" follows
+        elif kind == "auth":
+            await self.socket.send_json({"type": "ready", "user": self.user})
+        elif kind != "chat":
+            await self._send_error(ApiError(
+                400, f"unknown message type {kind!r}; expected 'chat' or 'cancel'", param="type"))
+        elif busy:
+            await self._send_error(ApiError(
+                409, "an answer is already being generated on this socket; cancel it first", code="busy"))
+        else:
+            await self._start(message)
+
+    async def _start(self, message: dict[str, Any]) -> None:
+        """Admit the answer now (so a cancel right after it is never lost), stream it apart."""
+        try:
+            body = ChatCompletionRequest.model_validate({k: v for k, v in message.items() if k != "type"})
+            prepared = self.serving.prepare_chat(body)
+        except ValidationError as error:
+            await self._send_error(self.serving.refuse("websocket", validation_error(
+                RequestValidationError(error.errors()))))
+            return
+        except Exception as error:
+            await self._send_error(self.serving.refuse("websocket", error))
+            return
+        prepared.endpoint = "websocket"
+        try:
+            self.answer = self.serving.start(prepared)
+        except ApiError as refused:  # counted by start()
+            await self._send_error(refused)
+            return
+        self.streaming = asyncio.create_task(self._stream(self.answer))
+
+    async def _stream(self, answer: Answer) -> None:
+        try:
+            async for event in answer.events():
+                await self.socket.send_json(_event_message(event))
+        except Exception:  # the socket went away mid-answer; leaving events() cancelled it
+            pass
+
+    async def _send_error(self, api: ApiError) -> None:
+        try:
+            await self.socket.send_json({"type": "error", "status": api.status, **api.body})
+        except Exception:  # the client is gone; nobody is left to tell
+            pass
 
 
 def _event_message(event: Event) -> dict[str, Any]:
@@ -97,18 +162,11 @@ def _event_message(event: Event) -> dict[str, Any]:
     if isinstance(event, PrefillProgress):
         return {"type": "progress", "processed": event.processed, "total": event.total}
     if isinstance(event, Finished):
-        cancelled = event.reason is FinishReason.CANCELLED
+        named = event.reason in (FinishReason.CANCELLED, FinishReason.SHUTDOWN)
         return {
             "type": "done",
-            "finish_reason": "cancelled" if cancelled else openai_finish_reason(event.reason),
+            "finish_reason": event.reason.value if named else openai_finish_reason(event.reason),
             "usage": usage_dict(event.usage),
             "timings": event.timings.as_dict(),
         }
     return {"type": "error", **error_body(event.message, "server_error", code=event.code)}
-
-
-async def _send_error(socket: WebSocket, api: ApiError) -> None:
-    try:
-        await socket.send_json({"type": "error", "status": api.status, **api.body})
-    except Exception:  # the client is gone; nobody is left to tell
-        pass

@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from fakes import FakeEngine, fake_runtime
+from fakes import LOCAL_URL, FakeEngine, fake_runtime
 from jisu.engine.grammar import schema_grammar
 from jisu.server.app import create_app
 from jisu.server.tools import ToolCallStream, plan_output, split_tool_calls
@@ -127,7 +127,7 @@ def test_tool_call_stream_releases_text_that_was_not_a_call():
 @pytest.fixture
 def tool_client():
     engine = FakeEngine(answer=lambda prompt: CALL_TEXT)
-    with fake_runtime(engine) as runtime, TestClient(create_app(runtime)) as client:
+    with fake_runtime(engine) as runtime, TestClient(create_app(runtime), base_url=LOCAL_URL) as client:
         yield client, engine
 
 
