@@ -59,3 +59,29 @@ def running_server(model: Path, *extra_args: str, name: str = "server", startup_
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+@contextmanager
+def serving_in_thread(app, grace_s: float = 2.0):
+    """Yield (base URL, server): `app` served by the same uvicorn server `jisu serve` runs
+    (connection limits, graceful stop), in a thread, for tests that need a real socket (body
+    limits, slow clients, WebSocket frame sizes) without loading a model."""
+    import threading
+
+    from jisu.cli.serve import bind
+    from jisu.server.runner import build_server
+
+    sock = bind("127.0.0.1", 0)
+    server = build_server(app, grace_s)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the in-thread server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

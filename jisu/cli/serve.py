@@ -12,7 +12,7 @@ from jisu.config import DEFAULT_HOST, DEFAULT_PARALLEL, DEFAULT_PORT, jisu_home
 from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
 from jisu.server.access import AccessPolicy, is_loopback, split_host_port
 from jisu.server.keys import GENERATED_KEY_FILE, KeyConfigError, collect_keys, generated_key
-from jisu.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S
+from jisu.server.runner import DEFAULT_SHUTDOWN_GRACE_S
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -108,11 +108,8 @@ def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool)
 def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel, max_queue, cache_ram,
           api_keys, api_key_files, allowed_hosts, cors_origins, insecure_no_auth, shutdown_grace):
     """Start the API server and web UI."""
-    import uvicorn
-
     from jisu.server.app import create_app
-    from jisu.server.limits import MAX_BODY_BYTES, LimitedHttpToolsProtocol
-    from jisu.server.shutdown import GracefulServer
+    from jisu.server.runner import build_server
 
     keys, shown_key = choose_keys(host, api_keys, api_key_files, insecure_no_auth)
     bound = split_host_port(host)[0]
@@ -124,9 +121,7 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
     try:
         app = create_app(runtime, access)
         announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys))
-        config = uvicorn.Config(app, log_level="warning", http=LimitedHttpToolsProtocol, ws="websockets-sansio",
-                                ws_max_size=MAX_BODY_BYTES, timeout_graceful_shutdown=5)
-        GracefulServer(config, app.state.serving, shutdown_grace).run(sockets=[sock])
+        build_server(app, shutdown_grace).run(sockets=[sock])
     finally:
         runtime.close()
         sock.close()

@@ -2,6 +2,7 @@
 // connection banner, the sidebar and the chat view together. State that outlives a page load
 // is in store.js; everything here is glue.
 
+import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
 import * as chat from "./chat.js";
 import { applyI18n, getLang, PRESET_KEYS, preset, presetOf, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
@@ -12,7 +13,9 @@ import { loadSettings, putConversation, saveSettings } from "./store.js";
 const $ = (id) => document.getElementById(id);
 const systemDark = matchMedia("(prefers-color-scheme: dark)");
 const settings = loadSettings();
-const socket = new ChatSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`, onConnection);
+takeKeyFromUrl(); // before anything talks to the server
+const socket = new ChatSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`,
+  onConnection, apiKey);
 let model = null; // the entry of /v1/models, once fetched
 let modelTried = false; // before the first answer the header says "connecting"
 let connection = { state: "connecting" };
@@ -39,6 +42,7 @@ async function boot() {
   });
   initHeader();
   initSettings();
+  initKeyDialog();
   newChat();
   socket.connect();
   loadModel();
@@ -89,7 +93,8 @@ function initHeader() {
 
 async function loadModel() {
   try {
-    const response = await fetch("/v1/models", { cache: "no-store" });
+    const response = await fetch("/v1/models", { cache: "no-store", headers: authHeaders() });
+    if (response.status === 401) askForKey();
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     model = (await response.json()).data[0];
   } catch {
@@ -174,6 +179,10 @@ function onConnection(status) {
   if (status.state === "open") {
     banner.hidden = true;
     if (!model) loadModel();
+  } else if (status.state === "unauthorized") {
+    banner.hidden = false;
+    $("conn-text").textContent = t("keyNeeded");
+    askForKey();
   } else if (status.state === "closed") {
     everFailed = true;
     banner.hidden = false;
@@ -235,4 +244,35 @@ function openSettings(focus) {
   $("setting-system").value = chat.currentConversation()?.system || "";
   $("settings-dialog").showModal();
   if (focus) focus.focus();
+}
+
+// ---- access key (servers shared on a LAN) --------------------------------------------
+
+function initKeyDialog() {
+  $("key-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = $("key-input").value.trim();
+    if (!key) return;
+    const response = await fetch("/v1/models", { cache: "no-store", headers: { Authorization: `Bearer ${key}` } })
+      .catch(() => null);
+    if (response?.status === 401) {
+      $("key-error").hidden = false; // stays open: the key was wrong
+      $("key-input").select();
+      return;
+    }
+    setApiKey(key);
+    $("key-dialog").close();
+    socket.reconnect();
+    loadModel();
+  });
+}
+
+/** Ask for the key; say so when the one we have was refused. */
+function askForKey() {
+  const dialog = $("key-dialog");
+  if (dialog.open) return;
+  $("key-error").hidden = !apiKey();
+  $("key-input").value = "";
+  dialog.showModal();
+  $("key-input").focus();
 }

@@ -1,23 +1,42 @@
 // The page's one WebSocket to /v1/ws. The server answers one request at a time per socket, so
 // there is at most one `current` answer; its events go to the handler given to ask().
 // When the socket closes (server stopped, network gone) the current answer gets a synthetic
-// {"type": "disconnected"} event, and the socket reconnects with a growing delay.
+// {"type": "disconnected"} event, and the socket reconnects with a growing delay. A server
+// with API keys closes the socket with code 4401 when the key is missing or wrong: then it
+// does not reconnect until the page has a new key (reconnect()).
 
 const RETRY_DELAYS_S = [1, 2, 4, 8, 15];
+const CLOSE_UNAUTHORIZED = 4401;
 
 export class ChatSocket {
-  /** onStatus({state: "open" | "connecting" | "closed", retryIn}) keeps the banner current. */
-  constructor(url, onStatus) {
+  /** onStatus({state: "open" | "connecting" | "closed" | "unauthorized", retryIn}) keeps the
+   * banner current; getKey() is the access key to send first ("" for none). */
+  constructor(url, onStatus, getKey) {
     this.url = url;
     this.onStatus = onStatus;
+    this.getKey = getKey;
     this.ws = null;
+    this.ready = false; // open, and the key (if any) accepted
     this.current = null;
     this.attempt = 0;
     this.timer = null;
   }
 
   get connected() {
-    return this.ws?.readyState === WebSocket.OPEN;
+    return this.ready && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Drop the current connection (if any) and connect again now, e.g. with a new key. */
+  reconnect() {
+    const old = this.ws;
+    this.ws = null;
+    this.ready = false;
+    if (old) {
+      old.onclose = null;
+      old.close();
+    }
+    this.attempt = 0;
+    this.connect();
   }
 
   connect() {
@@ -29,7 +48,13 @@ export class ChatSocket {
     this.ws = ws;
     ws.onopen = () => {
       this.attempt = 0;
-      this.onStatus({ state: "open" });
+      const key = this.getKey();
+      if (key) {
+        ws.send(JSON.stringify({ type: "auth", api_key: key })); // "ready" answers it
+      } else {
+        this.ready = true;
+        this.onStatus({ state: "open" });
+      }
     };
     ws.onmessage = (message) => {
       let event;
@@ -38,17 +63,26 @@ export class ChatSocket {
       } catch {
         return;
       }
+      if (event.type === "ready") {
+        if (!this.ready) {
+          this.ready = true;
+          this.onStatus({ state: "open" });
+        }
+        return;
+      }
       const handler = this.current;
       if (event.type === "done" || event.type === "error") this.current = null;
       handler?.(event);
     };
-    ws.onclose = () => {
+    ws.onclose = (close) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.ready = false;
       const handler = this.current;
       this.current = null;
       handler?.({ type: "disconnected" });
-      this.scheduleReconnect();
+      if (close.code === CLOSE_UNAUTHORIZED) this.onStatus({ state: "unauthorized" });
+      else this.scheduleReconnect();
     };
   }
 

@@ -1,4 +1,6 @@
-"""A clean stop on SIGTERM or Ctrl-C: no answer is cut off without a final word.
+"""How the app is served: uvicorn with jisu's connection limits, and a clean stop.
+
+On SIGTERM or Ctrl-C no answer is cut off without a final word.
 
 uvicorn on its own closes WebSockets at once (code 1012) and cancels streaming responses
 after its timeout, mid-chunk; it also re-raises the signal when it is done, so the process
@@ -15,9 +17,20 @@ import signal
 import click
 import uvicorn
 
+from jisu.server.limits import MAX_BODY_BYTES, LimitedHttpToolsProtocol
 from jisu.server.serving import Serving
 
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
+
+
+def build_server(app, grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> GracefulServer:
+    """The server `jisu serve` runs (tests run the same one in a thread)."""
+    config = uvicorn.Config(
+        app, log_level="warning", http=LimitedHttpToolsProtocol, ws="websockets-sansio",
+        ws_max_size=MAX_BODY_BYTES,  # a bigger WebSocket message is closed with 1009
+        timeout_graceful_shutdown=5,  # after drain(): only idle connections are left
+    )
+    return GracefulServer(config, app.state.serving, grace_s)
 
 
 class GracefulServer(uvicorn.Server):
