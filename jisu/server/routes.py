@@ -37,6 +37,8 @@ def sse(data: Any) -> str:
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     serving = _serving(request)
+    if serving.draining:  # load balancers stop sending before the port closes
+        return JSONResponse({"status": "shutting_down"}, status_code=503)
     if not serving.runtime.scheduler.alive:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok", "model": serving.runtime.info.name})

@@ -280,6 +280,47 @@ def test_queue_overflow_is_refused(engine):
         wait_finished(second_events)
 
 
+@pytest.mark.parametrize("admitted_first", [False, True])
+def test_queue_limit_counts_waiting_beyond_the_slots(engine, admitted_first):
+    """--parallel 1 --max-queue 2: one answer runs, two wait, the rest are refused; the same
+    whether the burst lands before or after the engine thread admits the first request."""
+    engine.step_delay_s = 0.02
+    engine.answer = lambda p: "z" * 400
+    with fake_runtime(engine, parallel=1, max_queue=2) as runtime:
+        tokens = prompt(runtime, "hi")
+        accepted, refused = [], 0
+        for number in range(8):
+            try:
+                accepted.append(submit(runtime, tokens))
+            except QueueFull:
+                refused += 1
+            if admitted_first and number == 0:
+                wait_until(lambda: runtime.scheduler.stats()["running"] == 1)
+        assert (len(accepted), refused) == (3, 5)
+        for request, _ in accepted:
+            request.cancel()
+        for _, events in accepted:
+            wait_finished(events)
+        assert submit(runtime, tokens)[0] is not None, "finished requests give their place back"
+
+
+def test_max_queue_zero_means_no_waiting_not_no_service(engine):
+    with fake_runtime(engine, parallel=1, max_queue=0) as runtime:
+        text, _ = collect(runtime, prompt(runtime, "hi"))
+        assert text == "Hello from the fake model!"
+
+
+def test_cancel_with_a_reason_says_it_in_the_finish(engine):
+    engine.step_delay_s = 0.01
+    engine.answer = lambda p: "z" * 400
+    with fake_runtime(engine, parallel=1) as runtime:
+        request, events = submit(runtime, prompt(runtime, "hi"))
+        wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
+        request.cancel(FinishReason.SHUTDOWN)
+        finished = wait_finished(events)[-1]
+        assert isinstance(finished, Finished) and finished.reason is FinishReason.SHUTDOWN
+
+
 def test_queued_requests_learn_their_position(engine):
     engine.step_delay_s = 0.01
     with fake_runtime(engine, parallel=1) as runtime:

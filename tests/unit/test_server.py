@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from fakes import LOCAL_URL, LOCAL_WS, FakeEngine, fake_runtime
 from jisu.server.app import create_app
+from jisu.types import ChatMessage, SamplingParams
 
 
 @pytest.fixture
@@ -195,6 +196,33 @@ def test_queue_overflow_is_503_with_retry_after(engine):
             first.join()
     assert_openai_error(response, 503, code="server_busy")
     assert response.headers["retry-after"].isdigit()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_full_queue_is_503_before_any_byte_and_counted(engine, stream):
+    """A refused streaming request must not start a 200 stream: the openai client would see
+    an empty answer and no error."""
+    engine.step_delay_s = 0.02
+    engine.answer = lambda p: "slow " * 200
+    with fake_runtime(engine, parallel=1, max_queue=0) as runtime:
+        with TestClient(create_app(runtime), base_url=LOCAL_URL) as client:
+            first = runtime.submit(runtime.chat_tokens([ChatMessage("user", "hi")]), SamplingParams(), lambda e: None)
+            response = client.post("/v1/chat/completions", json=chat(stream=stream))
+            first.cancel()
+            metrics = client.get("/metrics").text
+    assert_openai_error(response, 503, code="server_busy")
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["retry-after"].isdigit()
+    assert 'jisu_refusals_total{reason="server_busy"} 1.0' in metrics
+    assert 'jisu_requests_total{endpoint="chat",status="503"} 1.0' in metrics
+
+
+def test_logit_bias_reaches_the_sampler(engine, client):
+    seen = []
+    original = engine.new_sampler
+    engine.new_sampler = lambda params, tokens: seen.append(params.logit_bias) or original(params, tokens)
+    assert client.post("/v1/chat/completions", json=chat(logit_bias={"65": 5.5, "7": -100})).status_code == 200
+    assert seen == [{65: 5.5, 7: -100.0}]
 
 
 def test_models_health_and_metrics(client):
