@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from jisu import __version__
 from jisu.scheduler.runtime import Runtime
 from jisu.server.access import AccessPolicy
-from jisu.server.errors import install_error_handlers
+from jisu.server.errors import install_error_handlers, without_validation_422
 from jisu.server.guard import Guard
 from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
 from jisu.server.metrics import Metrics
@@ -33,6 +33,7 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
     app.state.access = access or AccessPolicy.build()
     app.state.started_at = int(time.time())
     install_error_handlers(app)
+    without_validation_422(app)
     # Outermost first: who may ask (Guard) before how much they may send (BodyLimit).
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_refused=metrics.refused)
     app.add_middleware(Guard, policy=app.state.access, on_refused=metrics.refused)

@@ -8,12 +8,58 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jisu.scheduler.loop import QueueFull, SchedulerClosed
 from jisu.types import ContextOverflow, InvalidRequest
 
 RETRY_AFTER_S = 2
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. context_length_exceeded adds token counts
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the errors a route really returns (FastAPI's default 422 is
+    never sent: see without_validation_422)."""
+    described = {
+        400: "Invalid request: `param` names the field",
+        401: "Missing or wrong API key",
+        403: "Host or Origin not allowed",
+        408: "The request body stalled",
+        413: "Request body too large",
+        503: "Queue full or shutting down (see Retry-After)",
+    }
+    return {status: {"model": ErrorResponse, "description": described[status]} for status in statuses}
+
+
+def without_validation_422(app: FastAPI) -> None:
+    """Drop the 422 responses FastAPI documents on every route with a body: invalid input
+    gets 400 here, in OpenAI's error shape."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 class ApiError(Exception):

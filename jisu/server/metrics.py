@@ -7,7 +7,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the route)
 
-from jisu.types import Finished
+from jisu.types import Finished, FinishReason
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0)
@@ -39,7 +39,9 @@ class Metrics:
         slots.set_function(lambda: engine_stats()["slots_in_use"])
 
     def request_finished(self, endpoint: str, finished: Finished) -> None:
-        self.requests.labels(endpoint, "ok").inc()
+        # Ended by the stop button, a client that left, or a server stop: not "ok".
+        ended_early = finished.reason in (FinishReason.CANCELLED, FinishReason.SHUTDOWN)
+        self.requests.labels(endpoint, finished.reason.value if ended_early else "ok").inc()
         self.prompt_tokens.inc(finished.usage.prompt_tokens)
         self.cached_prompt_tokens.inc(finished.usage.cached_tokens)
         self.completion_tokens.inc(finished.usage.completion_tokens)

@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from jisu.server.errors import error_body
+from jisu.server.errors import error_body, error_responses
 from jisu.server.metrics import CONTENT_TYPE_LATEST
 from jisu.server.protocol import (
     ChatCompletionRequest,
@@ -34,7 +34,13 @@ def sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-@router.get("/health")
+DOOR = (401, 403)  # every route, when keys are set or the Host/Origin is foreign
+BODY = (400, 408, 413)  # every route that takes a JSON body
+STREAMED = {200: {"content": {"application/json": {}, "text/event-stream": {}},
+                  "description": "The answer, or with stream=true its chunks as server-sent events"}}
+
+
+@router.get("/health", responses=error_responses(403, 503))
 async def health(request: Request) -> JSONResponse:
     serving = _serving(request)
     if serving.draining:  # load balancers stop sending before the port closes
@@ -44,12 +50,13 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "model": serving.runtime.info.name})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}, **error_responses(*DOOR)})
 async def metrics(request: Request) -> Response:
     return Response(_serving(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=error_responses(*DOOR))
 async def list_models(request: Request) -> dict[str, Any]:
     info = _serving(request).runtime.info
     return {
@@ -67,7 +74,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses={**STREAMED, **error_responses(*DOOR, *BODY, 503)})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     serving = _serving(request)
     prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
@@ -99,7 +106,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     })
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses={**STREAMED, **error_responses(*DOOR, *BODY, 503)})
 async def completions(body: CompletionRequest, request: Request) -> Response:
     serving = _serving(request)
     prepared = _prepare(serving, lambda: serving.prepare_completion(body), "completions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from jisu.scheduler.request import Request
 from jisu.scheduler.runtime import Runtime
@@ -173,42 +173,36 @@ class Answer:
                 self.cancel()
                 metrics.request_cancelled(self.endpoint)
 
-    async def complete(self, disconnected) -> tuple[str, Finished]:
-        """Run to the end for a non-streaming response; gives up if the client leaves."""
+    async def complete(self, disconnected: Callable[[], Awaitable[bool]]) -> tuple[str, Finished]:
+        """Run to the end for a non-streaming response; a client that leaves cancels it."""
+        watcher = asyncio.create_task(self._cancel_when(disconnected))
         pieces: list[str] = []
-        events = self.events()
         try:
-            async for event in _until_disconnected(events, disconnected):
+            async for event in self.events():
                 if isinstance(event, TextDelta):
                     pieces.append(event.text)
                 elif isinstance(event, Failed):
                     raise ApiError(500, event.message, type_="server_error", code=event.code)
+                elif isinstance(event, Finished) and event.reason is FinishReason.SHUTDOWN:
+                    raise ApiError(503, "The server stopped before the answer was complete; retry.",
+                                   type_="server_error", code="server_shutdown")
+                elif isinstance(event, Finished) and event.reason is FinishReason.CANCELLED:
+                    raise ApiError(499, "client closed the request", code="client_closed")
                 elif isinstance(event, Finished):
-                    if event.reason is FinishReason.SHUTDOWN:
-                        raise ApiError(503, "The server stopped before the answer was complete; retry.",
-                                       type_="server_error", code="server_shutdown")
                     return "".join(pieces), event
         finally:
-            await events.aclose()
-        raise ApiError(499, "client closed the request", code="client_closed")
+            watcher.cancel()
+        raise ApiError(500, "the answer ended without a final event", type_="server_error")
+
+    async def _cancel_when(self, disconnected: Callable[[], Awaitable[bool]]) -> None:
+        """Polled on its own clock: tokens arriving every few ms must not keep us from
+        noticing that nobody is waiting for them any more."""
+        while not await disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+        self.cancel()
 
 
-async def _until_disconnected(events: AsyncIterator[Event], disconnected) -> AsyncIterator[Event]:
-    """Yield events, stopping early when `disconnected()` turns true (polled while waiting)."""
-    iterator = events.__aiter__()
-    while True:
-        next_event = asyncio.ensure_future(iterator.__anext__())
-        while True:
-            done, _ = await asyncio.wait({next_event}, timeout=0.25)
-            if done:
-                break
-            if await disconnected():
-                next_event.cancel()
-                return
-        try:
-            yield next_event.result()
-        except StopAsyncIteration:
-            return
+DISCONNECT_POLL_S = 0.25
 
 
 def _to_chat_message(message, index: int) -> ChatMessage:

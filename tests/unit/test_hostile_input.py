@@ -4,6 +4,7 @@ fake engine): every case gets its named outcome, and the server keeps serving af
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 import time
@@ -198,3 +199,37 @@ def test_server_still_serves_after_all_of_it(server):
     assert answer["choices"][0]["message"]["content"]
     stats = app.state.serving.runtime.scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage() + str(record.exc_info and record.exc_info[1]))
+
+
+def test_client_leaving_a_non_streaming_request_cancels_it_cleanly(server):
+    url, app = server
+    errors = Recorder()
+    logging.getLogger("uvicorn.error").addHandler(errors)  # uvicorn's loggers do not propagate
+    engine = app.state.serving.runtime.engine
+    engine.step_delay_s, engine.answer = 0.02, (lambda prompt: "word " * 500)
+    try:
+        body = json.dumps(chat(max_tokens=1500)).encode()
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.6)  # the answer is being generated; the client gives up
+        deadline = time.monotonic() + 5
+        while app.state.serving.runtime.scheduler.stats()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        engine.step_delay_s, engine.answer = 0.0, (lambda prompt: "Hello from the fake model!")
+        logging.getLogger("uvicorn.error").removeHandler(errors)
+    assert app.state.serving.runtime.scheduler.stats()["running"] == 0, "the answer was cancelled"
+    assert not errors.messages, errors.messages
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'jisu_requests_total{endpoint="chat",status="cancelled"} 1.0' in metrics
