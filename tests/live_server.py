@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,42 +24,71 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process now."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS for the server process")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the server and wait for it; returns its exit code."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
 @contextmanager
-def running_server(model: Path, *extra_args: str, name: str = "server", startup_timeout: float = 180,
-                   env: dict[str, str] | None = None):
-    """Yield the base URL of a healthy `jisu serve`; its output goes to test-artifacts/."""
+def launched_server(model: Path, *extra_args: str, name: str = "server", startup_timeout: float = 180,
+                    env: dict[str, str] | None = None, host: str = "127.0.0.1", headers: dict | None = None):
+    """Yield a healthy `jisu serve` as a LiveServer; its output goes to test-artifacts/."""
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"{name}-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jisu.cli", "serve", "--model", str(model), "--port", str(port),
-             *extra_args],
+             "--host", host, *extra_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"jisu serve exited early:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"jisu serve exited early:\n{server.log()[-3000:]}")
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jisu serve not healthy in time:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"jisu serve not healthy in time:\n{server.log()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        server.stop(timeout=15)
+
+
+@contextmanager
+def running_server(model: Path, *extra_args: str, **options):
+    """Yield the base URL of a healthy `jisu serve` (see launched_server)."""
+    with launched_server(model, *extra_args, **options) as server:
+        yield server.url
 
 
 @contextmanager
