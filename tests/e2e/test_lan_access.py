@@ -1,0 +1,152 @@
+"""In a real Chromium: a web page from another origin cannot use the server (WebSocket or
+fetch), a listed --cors-origin can, and the chat page takes its key from the link the server
+prints, or asks for it."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from contextlib import contextmanager
+from functools import partial
+
+import httpx
+import pytest
+from uihelpers import ask, shot, wait_answer_done
+
+from live_server import free_port, launched_server
+
+pytestmark = pytest.mark.browser
+
+KEY = "team-key-0123456789"
+
+# Runs in the foreign page: tries the server's WebSocket and its chat API, reports what happened.
+PROBE = """<!doctype html><meta charset=utf-8><body><script>
+const target = new URLSearchParams(location.search).get("target");
+window.results = {};
+const socket = new WebSocket(target.replace("http", "ws") + "/v1/ws");
+socket.onopen = () => { window.results.ws = "open"; socket.send(JSON.stringify({type: "chat",
+  messages: [{role: "user", content: "hi"}], max_tokens: 4})); };
+socket.onmessage = (m) => { window.results.wsMessage = m.data; };
+socket.onclose = (e) => { window.results.wsClosed = e.code; };
+fetch(target + "/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"},
+  body: JSON.stringify({messages: [{role: "user", content: "hi"}], max_tokens: 4})})
+  .then(async (r) => { window.results.fetch = r.status; window.results.body = await r.text(); })
+  .catch((e) => { window.results.fetch = "blocked: " + e.message; });
+</script>"""
+
+
+@contextmanager
+def probe_site(address: str):
+    """A plain web server on another loopback address, serving the probe page."""
+    port = free_port()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = PROBE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    site = http.server.ThreadingHTTPServer((address, port), Handler)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{address}:{port}"
+    finally:
+        site.shutdown()
+        site.server_close()
+
+
+def refusals(url: str, reason: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def probe(new_page, site: str, target: str) -> dict:
+    page = new_page(locale="en-US")
+    page.goto(f"{site}/?target={target}")
+    page.wait_for_function("window.results && window.results.fetch !== undefined && "
+                           "(window.results.wsClosed !== undefined || window.results.wsMessage !== undefined)",
+                           timeout=30_000)
+    return page.evaluate("window.results")
+
+
+@pytest.fixture(scope="module")
+def cors_server(model_path, tmp_path_factory):
+    """Open on loopback, with one listed origin (127.0.0.3 on the probe's port is not listed)."""
+    with probe_site("127.0.0.2") as listed, probe_site("127.0.0.3") as foreign:
+        home = {"JISU_HOME": str(tmp_path_factory.mktemp("jisu-home-cors"))}
+        with launched_server(model_path, "--ctx-size", "1024", "--cors-origin", listed, env=home,
+                             name="e2e-cors") as server:
+            yield server, listed, foreign
+
+
+def test_a_foreign_page_can_neither_open_the_socket_nor_call_the_api(new_page, cors_server):
+    server, _, foreign = cors_server
+    before = refusals(server.url, "forbidden_origin")
+    results = probe(new_page, foreign, server.url)
+    assert results.get("ws") is None and "wsMessage" not in results, results
+    assert str(results["fetch"]).startswith("blocked"), results
+    assert refusals(server.url, "forbidden_origin") == before + 2, "both were refused by the server itself"
+
+
+def test_a_listed_origin_may_call_the_api(new_page, cors_server):
+    server, listed, _ = cors_server
+    results = probe(new_page, listed, server.url)
+    assert results["fetch"] == 200 and '"chat.completion"' in results["body"], results
+    assert results["ws"] == "open", results
+
+
+@pytest.fixture(scope="module")
+def keyed_server(model_path, tmp_path_factory):
+    home = {"JISU_HOME": str(tmp_path_factory.mktemp("jisu-home-key"))}
+    with launched_server(model_path, "--ctx-size", "1024", "--api-key", f"alice:{KEY}", env=home,
+                         name="e2e-key") as server:
+        yield server
+
+
+def test_the_page_takes_the_key_from_the_link_and_hides_it(new_page, keyed_server):
+    page = new_page(locale="en-US")
+    page.goto(f"{keyed_server.url}/#key={KEY}")
+    page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
+    assert "key=" not in page.url, "the key leaves the address bar (bookmarks, screen shares)"
+    assert not page.get_by_test_id("key-dialog").is_visible()
+    ask(page, "Say hi.")
+    wait_answer_done(page)
+    assert page.get_by_test_id("answer-body").last.inner_text().strip()
+    page.reload()  # the key was kept
+    page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
+    assert not page.get_by_test_id("key-dialog").is_visible()
+
+
+def test_the_page_asks_for_a_key_and_says_when_it_is_wrong(new_page, keyed_server):
+    page = new_page(locale="en-US")
+    page.goto(f"{keyed_server.url}/")
+    dialog = page.get_by_test_id("key-dialog")
+    dialog.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_test_id("key-error").is_hidden(), "no complaint before a key was tried"
+    page.get_by_test_id("key-input").fill("not-the-key-000")
+    page.get_by_test_id("key-submit").click()
+    page.get_by_test_id("key-error").wait_for(state="visible")
+    assert "not accepted" in page.get_by_test_id("key-error").inner_text()
+    shot(page, "key-wrong")
+    page.get_by_test_id("key-input").fill(KEY)
+    page.get_by_test_id("key-submit").click()
+    page.wait_for_selector("body[data-connected=true]", timeout=30_000)
+    dialog.wait_for(state="hidden")
+    ask(page, "Say hi.")
+    wait_answer_done(page)
+
+
+def test_a_stored_key_that_stopped_working_brings_the_dialog_back(new_page, keyed_server):
+    page = new_page(locale="en-US")
+    page.goto(f"{keyed_server.url}/#key=revoked-key-000")
+    page.get_by_test_id("key-dialog").wait_for(state="visible", timeout=30_000)
+    page.get_by_test_id("key-error").wait_for(state="visible")
