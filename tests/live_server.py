@@ -18,6 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"  # git-ignored: server logs, screenshots
 
 
+def refusal_count(url: str, reason: str) -> float:
+    """How many requests the server at `url` refused for `reason`, from its /metrics."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import click
 from jisu.cli.common import UserError, load_runtime, model_options, reports_user_errors
 from jisu.config import DEFAULT_HOST, DEFAULT_PARALLEL, DEFAULT_PORT, jisu_home
 from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
-from jisu.server.access import AccessPolicy, is_loopback, split_host_port
+from jisu.server.access import LOCAL_USER, AccessPolicy, is_loopback, split_host_port
 from jisu.server.keys import GENERATED_KEY_FILE, KeyConfigError, collect_keys, generated_key
 from jisu.server.runner import DEFAULT_SHUTDOWN_GRACE_S
 
@@ -61,7 +61,7 @@ def choose_keys(host: str, cli_keys: tuple[str, ...], key_files: tuple[Path, ...
     if keys or is_loopback(host):
         return keys, None
     key, _ = generated_key(jisu_home())
-    return {key: "local"}, key
+    return {key: LOCAL_USER}, key
 
 
 def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool) -> None:

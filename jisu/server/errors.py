@@ -111,9 +111,8 @@ def _validation_param(location: tuple[Any, ...]) -> str | None:
             parts.append(part)
         elif _FIELD_NAME.fullmatch(str(part)) and part not in _TYPE_NAMES:
             parts.append(str(part))
-        elif parts and isinstance(part, str) and not _FIELD_NAME.fullmatch(part) and "[" not in part \
-                and "-" not in part and not part[:1].isupper():
-            parts.append(part)  # a dictionary key, e.g. logit_bias's token id
+        elif parts and str(part).isdigit():
+            parts.append(str(part))  # a dictionary key: logit_bias's token id
     if not parts or isinstance(parts[0], int):
         return None
     text = str(parts[0])
@@ -131,7 +130,8 @@ def validation_error(error: RequestValidationError) -> ApiError:
         return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
     location = tuple(first.get("loc", ()))
     if location in ((), ("body",)) and first.get("type") in ("model_attributes_type", "dict_type", "model_type"):
-        return ApiError(400, "The request body must be a JSON object, sent as Content-Type: application/json.", code="invalid_json")
+        return ApiError(400, "The request body must be a JSON object, sent as Content-Type: application/json.",
+                        code="invalid_json")
     param = _validation_param(location)
     if first.get("type") == "missing":
         return ApiError(400, f"Missing required field '{param}'.", param=param)

@@ -34,6 +34,14 @@ class _HeadTooLarge(Exception):
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools connection with limits on the request head."""
 
+    on_refused: Callable[[str], None] = staticmethod(lambda reason: None)
+
+    @classmethod
+    def reporting_to(cls, on_refused: Callable[[str], None]) -> type[LimitedHttpToolsProtocol]:
+        """The protocol class for uvicorn, counting its refusals (uvicorn makes one per
+        connection, so what it needs to know is on the class)."""
+        return type(cls.__name__, (cls,), {"on_refused": staticmethod(on_refused)})
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = self._head_count = 0
@@ -74,6 +82,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
             return
         self._cancel_head_timer()
+        self.on_refused("headers_too_large")
         _write_and_close(self.transport, 431, "Request Header Fields Too Large",
                          f"At most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES >> 10} KB of them.",
                          "headers_too_large")
@@ -84,6 +93,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being answered (pipelining); its own limits apply
+        self.on_refused("request_timeout")
         _write_and_close(self.transport, 408, "Request Timeout",
                          f"The request head did not arrive within {HEADER_TIMEOUT_S:g} s.", "request_timeout")
 

@@ -26,7 +26,8 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 def build_server(app, grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> GracefulServer:
     """The server `jisu serve` runs (tests run the same one in a thread)."""
     config = uvicorn.Config(
-        app, log_level="warning", http=LimitedHttpToolsProtocol, ws="websockets-sansio",
+        app, log_level="warning", http=LimitedHttpToolsProtocol.reporting_to(app.state.serving.metrics.refused),
+        ws="websockets-sansio",
         ws_max_size=MAX_BODY_BYTES,  # a bigger WebSocket message is closed with 1009
         timeout_graceful_shutdown=5,  # after drain(): only idle connections are left
     )

@@ -26,6 +26,11 @@ from jisu.types import (
 )
 
 
+DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is there
+FINAL_EVENTS_TIMEOUT_S = 5.0  # on shutdown; the engine ends a cancelled answer within one step
+FLUSH_S = 0.1  # on shutdown, for the streams to write their final events
+
+
 @dataclass
 class PreparedRequest:
     prompt_tokens: list[int]
@@ -131,10 +136,6 @@ class Serving:
         await asyncio.sleep(FLUSH_S)  # let the streams write what they were handed
 
 
-FINAL_EVENTS_TIMEOUT_S = 5.0  # the engine ends a cancelled answer within one step
-FLUSH_S = 0.1
-
-
 class Answer:
     """One admitted request, seen from the event loop: its events as they happen."""
 
@@ -200,9 +201,6 @@ class Answer:
         while not await disconnected():
             await asyncio.sleep(DISCONNECT_POLL_S)
         self.cancel()
-
-
-DISCONNECT_POLL_S = 0.25
 
 
 def _to_chat_message(message, index: int) -> ChatMessage:

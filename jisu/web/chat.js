@@ -367,7 +367,8 @@ function statsEl(m) {
   if (timings.tokens_per_second) parts.push(t("statsSpeed", { n: timings.tokens_per_second.toFixed(1) }));
   const count = m.usage?.completion_tokens ?? timings.completion_tokens;
   if (count != null) parts.push(t("statsTokens", { n: count }));
-  const notes = { length: t("finishLength"), cancelled: t("finishCancelled"), interrupted: t("finishInterrupted") };
+  const notes = { length: t("finishLength"), cancelled: t("finishCancelled"), interrupted: t("finishInterrupted"),
+    shutdown: t("finishShutdown") };
   if (notes[m.finish]) {
     const note = document.createElement("span");
     note.className = `finish finish-${m.finish}`;

@@ -7,13 +7,11 @@ from __future__ import annotations
 import http.server
 import threading
 from contextlib import contextmanager
-from functools import partial
 
-import httpx
 import pytest
 from uihelpers import ask, shot, wait_answer_done
 
-from live_server import free_port, launched_server
+from live_server import free_port, launched_server, refusal_count
 
 pytestmark = pytest.mark.browser
 
@@ -62,12 +60,6 @@ def probe_site(address: str):
         site.server_close()
 
 
-def refusals(url: str, reason: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def probe(new_page, site: str, target: str) -> dict:
     page = new_page(locale="en-US")
@@ -90,11 +82,11 @@ def cors_server(model_path, tmp_path_factory):
 
 def test_a_foreign_page_can_neither_open_the_socket_nor_call_the_api(new_page, cors_server):
     server, _, foreign = cors_server
-    before = refusals(server.url, "forbidden_origin")
+    before = refusal_count(server.url, "forbidden_origin")
     results = probe(new_page, foreign, server.url)
     assert results.get("ws") is None and "wsMessage" not in results, results
     assert str(results["fetch"]).startswith("blocked"), results
-    assert refusals(server.url, "forbidden_origin") == before + 2, "both were refused by the server itself"
+    assert refusal_count(server.url, "forbidden_origin") == before + 2, "both were refused by the server itself"
 
 
 def test_a_listed_origin_may_call_the_api(new_page, cors_server):
@@ -150,3 +142,23 @@ def test_a_stored_key_that_stopped_working_brings_the_dialog_back(new_page, keye
     page.goto(f"{keyed_server.url}/#key=revoked-key-000")
     page.get_by_test_id("key-dialog").wait_for(state="visible", timeout=30_000)
     page.get_by_test_id("key-error").wait_for(state="visible")
+
+
+def test_a_server_stop_mid_answer_keeps_the_text_and_says_why(new_page, model_path, tmp_path):
+    home = {"JISU_HOME": str(tmp_path)}
+    with launched_server(model_path, "--ctx-size", "2048", "--shutdown-grace", "0.5", env=home,
+                         name="e2e-stop") as server:
+        page = new_page(locale="en-US")
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
+        page.evaluate("localStorage.setItem('jisu.settings', JSON.stringify("
+                      "{...JSON.parse(localStorage.getItem('jisu.settings') || '{}'), maxTokens: 1500}))")
+        page.reload()
+        page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
+        ask(page, "Write a very long story about the sea, with many chapters.")
+        page.wait_for_function("document.querySelector('.msg.pending [data-testid=answer-body]')"
+                               "?.innerText.length > 20", timeout=60_000)
+        assert server.stop() == 0
+        page.get_by_test_id("finish-shutdown").wait_for(timeout=15_000)
+        assert "server stopped" in page.get_by_test_id("finish-shutdown").inner_text()
+        assert len(page.get_by_test_id("answer-body").last.inner_text()) > 20, "the partial answer is kept"

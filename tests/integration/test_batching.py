@@ -17,7 +17,7 @@ from jisu.config import EngineConfig
 from jisu.engine.llama import BatchSlice, LlamaEngine, StepInterrupted
 from jisu.engine.template import render_chat
 from jisu.scheduler.runtime import Runtime, chat_turns
-from jisu.types import ChatMessage, Finished, SamplingParams, TextDelta
+from jisu.types import ChatMessage, Finished, SamplingParams
 
 # Measured on the stand-in model (logits span about -13..20): alone vs in a batch of four
 # prompts, max |Δlogit| 0.28, mean 0.04, KL(alone || batched) 0.001, max |Δp| 0.018.

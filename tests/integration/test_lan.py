@@ -15,7 +15,7 @@ import openai
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from live_server import launched_server
+from live_server import launched_server, refusal_count
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 
@@ -70,12 +70,6 @@ def test_named_keys_from_a_file(model_path, tmp_path):
         assert ask(server.url, "carol-key-000").status_code == 401
 
 
-def refusals(url: str, reason: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
 
 def test_queue_of_two_under_a_burst_of_eight(model_path):
     """--parallel 1 --max-queue 2: one answers, two wait, five get 503 with Retry-After, and
@@ -109,7 +103,7 @@ def test_queue_of_two_under_a_burst_of_eight(model_path):
         assert (len(answered), len(refused)) == (3, 5), outcomes
         assert all(text for _, text in answered)
         assert all(retry and retry.isdigit() for _, retry in refused)
-        assert refusals(server.url, "server_busy") == 5
+        assert refusal_count(server.url, "server_busy") == 5
 
 
 def read_stream(url: str, into: list, first_token: threading.Event, body: dict) -> None:

@@ -18,7 +18,7 @@ from fakes import fake_runtime
 from jisu.server import limits
 from jisu.server.app import create_app
 from jisu.server.protocol import ChatCompletionRequest
-from live_server import serving_in_thread
+from live_server import refusal_count, serving_in_thread
 
 MB = 1 << 20
 
@@ -34,12 +34,6 @@ def server():
 def chat(**overrides) -> dict:
     return {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **overrides}
 
-
-def refusals(url: str, reason: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 # (name, body as bytes or JSON, expected status, expected error code or param)
@@ -119,11 +113,11 @@ def send_chunked(url: str, total_bytes: int, chunk: int = 256 << 10) -> tuple[in
 
 def test_100_mb_chunked_body_is_cut_off(server):
     url, _ = server
-    before = refusals(url, "request_too_large")
+    before = refusal_count(url, "request_too_large")
     sent, reply = send_chunked(url, 100 * MB)
     assert sent < 40 * MB, f"the server read {sent >> 20} MB of a body over its 8 MB limit"
     assert not reply or reply.startswith(b"HTTP/1.1 413"), reply[:200]
-    assert refusals(url, "request_too_large") == before + 1
+    assert refusal_count(url, "request_too_large") == before + 1
 
 
 def raw_exchange(url: str, data: bytes, wait_s: float = 5) -> bytes:
@@ -142,9 +136,11 @@ def raw_exchange(url: str, data: bytes, wait_s: float = 5) -> bytes:
 
 def test_too_many_headers_is_431(server):
     url, _ = server
+    before = refusal_count(url, "headers_too_large")
     head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
         f"X-H{i}: {i}\r\n".encode() for i in range(limits.MAX_HEADER_COUNT + 50)) + b"\r\n"
     assert raw_exchange(url, head).startswith(b"HTTP/1.1 431")
+    assert refusal_count(url, "headers_too_large") == before + 1
 
 
 def test_oversized_headers_are_431(server):

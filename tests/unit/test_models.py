@@ -1,7 +1,6 @@
 """Model registry, verified atomic store, PyPI chunk fetching and default-model fallback."""
 
 import hashlib
-import sys
 import zipfile
 from pathlib import Path
 

@@ -51,6 +51,11 @@ def wait_finished(events: queue.Queue, timeout: float = 10) -> list:
             return seen
 
 
+def wait_streaming(events: queue.Queue) -> None:
+    """Until the request has sent its first text (events stay in the queue for the test)."""
+    wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
+
+
 def wait_until(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -178,7 +183,7 @@ def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
     engine.answer = lambda p: "y" * 40
     with fake_runtime(engine, parallel=2) as runtime:
         _, decoding = submit(runtime, prompt(runtime, "short"))
-        wait_until(lambda: any(isinstance(e, TextDelta) for e in list(decoding.queue)))
+        wait_streaming(decoding)
         long_request, long_events = submit(runtime, prompt(runtime, "z" * 300))
         seen = wait_finished(long_events)
         wait_finished(decoding)
@@ -315,7 +320,7 @@ def test_cancel_with_a_reason_says_it_in_the_finish(engine):
     engine.answer = lambda p: "z" * 400
     with fake_runtime(engine, parallel=1) as runtime:
         request, events = submit(runtime, prompt(runtime, "hi"))
-        wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
+        wait_streaming(events)
         request.cancel(FinishReason.SHUTDOWN)
         finished = wait_finished(events)[-1]
         assert isinstance(finished, Finished) and finished.reason is FinishReason.SHUTDOWN
@@ -346,7 +351,7 @@ def test_cancel_frees_everything(engine, phase):
         elif phase == "prefill":
             wait_until(lambda: any(isinstance(e, PrefillProgress) for e in list(events.queue)))
         else:
-            wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
+            wait_streaming(events)
         target.cancel()
         finished = wait_finished(events)[-1]
         assert isinstance(finished, Finished) and finished.reason is FinishReason.CANCELLED
