@@ -120,12 +120,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8097)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cache-ram", type=int, default=512, metavar="MB", help="jisu serve --cache-ram")
     args = parser.parse_args()
 
     model = standin_path()
     log = tempfile.NamedTemporaryFile("w", prefix="jisu-soak-", suffix=".log", delete=False)
     server = subprocess.Popen([sys.executable, "-m", "jisu.cli", "serve", "--model", model, "--port", str(args.port),
-                               "--api-key", KEY], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               "--api-key", KEY, "--cache-ram", str(args.cache_ram)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{args.port}"
     try:
         for _ in range(600):

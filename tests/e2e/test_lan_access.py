@@ -64,7 +64,7 @@ def probe_site(address: str):
 def probe(new_page, site: str, target: str) -> dict:
     page = new_page(locale="en-US")
     page.goto(f"{site}/?target={target}")
-    page.wait_for_function("window.results && window.results.fetch !== undefined && "
+    page.wait_for_function("() => window.results && window.results.fetch !== undefined && "
                            "(window.results.wsClosed !== undefined || window.results.wsMessage !== undefined)",
                            timeout=30_000)
     return page.evaluate("window.results")
@@ -156,7 +156,7 @@ def test_a_server_stop_mid_answer_keeps_the_text_and_says_why(new_page, model_pa
         page.reload()
         page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
         ask(page, "Write a very long story about the sea, with many chapters.")
-        page.wait_for_function("document.querySelector('.msg.pending [data-testid=answer-body]')"
+        page.wait_for_function("() => document.querySelector('.msg.pending [data-testid=answer-body]')"
                                "?.innerText.length > 20", timeout=60_000)
         assert server.stop() == 0
         page.get_by_test_id("finish-shutdown").wait_for(timeout=15_000)
