@@ -77,6 +77,12 @@ def error_body(message: str, type_: str = "invalid_request_error", param: str | 
     return {"error": {"message": message, "type": type_, "param": param, "code": code, **extra}}
 
 
+def answer_cut_by_shutdown() -> ApiError:
+    """An answer the server stopped before its end (the SSE stream sends its body)."""
+    return ApiError(503, "The server stopped before the answer was complete; retry.",
+                    type_="server_error", code="server_shutdown")
+
+
 def as_api_error(error: Exception) -> ApiError:
     """Map the errors the core raises to their HTTP form."""
     if isinstance(error, ApiError):

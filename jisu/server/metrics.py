@@ -60,7 +60,7 @@ class Metrics:
     def request_refused(self, endpoint: str, status: int, reason: str) -> None:
         """A request answered with an error before it started (bad input, queue full, ...)."""
         self.requests.labels(endpoint, str(status)).inc()
-        self.refusals.labels(reason).inc()
+        self.refused(reason)
 
     def refused(self, reason: str) -> None:
         """Refused at the door (key, Host, Origin, body size), before any route ran."""

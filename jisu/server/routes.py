@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from jisu.server.errors import error_body, error_responses
+from jisu.server.errors import answer_cut_by_shutdown, error_body, error_responses
 from jisu.server.metrics import CONTENT_TYPE_LATEST
 from jisu.server.protocol import (
     ChatCompletionRequest,
@@ -160,8 +160,7 @@ async def stream_chunks(answer: Answer, prepared: PreparedRequest, writer: Chunk
         elif isinstance(event, PrefillProgress):
             yield f": prefill {event.processed}/{event.total}\n\n"
         elif isinstance(event, Finished) and event.reason is FinishReason.SHUTDOWN:
-            yield sse(error_body("The server stopped before the answer was complete; retry.",
-                                 "server_error", code="server_shutdown"))
+            yield sse(answer_cut_by_shutdown().body)
         elif isinstance(event, Finished):
             reason = openai_finish_reason(event.reason)
             if calls:

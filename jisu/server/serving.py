@@ -10,7 +10,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from jisu.scheduler.request import Request
 from jisu.scheduler.runtime import Runtime
 from jisu.scheduler.loop import SchedulerClosed
-from jisu.server.errors import ApiError, as_api_error
+from jisu.server.errors import ApiError, answer_cut_by_shutdown, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
 from jisu.server.tools import plan_output, with_schema_instruction
@@ -75,7 +75,8 @@ class Serving:
 
     def _sampling(self, body, max_tokens: int | None) -> SamplingParams:
         vocabulary = self.runtime.tokenizer.n_vocab
-        for token in body.logit_bias_by_token():
+        logit_bias = body.logit_bias_by_token()
+        for token in logit_bias:
             if token >= vocabulary:
                 raise InvalidRequest(f"logit_bias: token {token} is not in the vocabulary "
                                      f"(0..{vocabulary - 1})", "logit_bias")
@@ -93,7 +94,7 @@ class Serving:
             max_tokens=max_tokens,
             stop=body.stop_list(),
             ignore_eos=body.ignore_eos,
-            logit_bias=body.logit_bias_by_token(),
+            logit_bias=logit_bias,
         )
 
     # ---- admission --------------------------------------------------------------------
@@ -185,8 +186,7 @@ class Answer:
                 elif isinstance(event, Failed):
                     raise ApiError(500, event.message, type_="server_error", code=event.code)
                 elif isinstance(event, Finished) and event.reason is FinishReason.SHUTDOWN:
-                    raise ApiError(503, "The server stopped before the answer was complete; retry.",
-                                   type_="server_error", code="server_shutdown")
+                    raise answer_cut_by_shutdown()
                 elif isinstance(event, Finished) and event.reason is FinishReason.CANCELLED:
                     raise ApiError(499, "client closed the request", code="client_closed")
                 elif isinstance(event, Finished):
