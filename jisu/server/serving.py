@@ -28,7 +28,6 @@ from jisu.types import (
 
 DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is there
 FINAL_EVENTS_TIMEOUT_S = 5.0  # on shutdown; the engine ends a cancelled answer within one step
-FLUSH_S = 0.1  # on shutdown, for the streams to write their final events
 
 
 @dataclass
@@ -132,9 +131,8 @@ class Serving:
         for answer in list(self.active):
             answer.cancel(FinishReason.SHUTDOWN)
         deadline = time.monotonic() + FINAL_EVENTS_TIMEOUT_S
-        while self.active and time.monotonic() < deadline:
+        while self.active and time.monotonic() < deadline:  # until each stream has sent it
             await asyncio.sleep(0.02)
-        await asyncio.sleep(FLUSH_S)  # let the streams write what they were handed
 
 
 class Answer:
@@ -146,10 +144,11 @@ class Answer:
         self.request: Request | None = None
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self.done = False
+        self._read = False  # a consumer is reading events(): it retires the answer itself
 
     def deliver(self, event: Event) -> None:  # on the event loop, for each engine event
-        if isinstance(event, (Finished, Failed)):
-            self._serving.active.discard(self)  # even if nobody reads the events any more
+        if isinstance(event, (Finished, Failed)) and not self._read:
+            self._serving.active.discard(self)  # nobody will read it
         self._queue.put_nowait(event)
 
     def cancel(self, reason: FinishReason = FinishReason.CANCELLED) -> None:
@@ -160,6 +159,7 @@ class Answer:
         """Until Finished or Failed. Leaving early (client gone, task cancelled) cancels
         the request; the engine frees it within one step."""
         metrics = self._serving.metrics
+        self._read = True
         try:
             while not self.done:
                 event = await self._queue.get()
@@ -171,6 +171,8 @@ class Answer:
                     self.done = True
                 yield event
         finally:
+            # Only once the consumer has passed the final event on (a shutdown waits for this).
+            self._serving.active.discard(self)
             if not self.done:
                 self.cancel()
                 metrics.request_cancelled(self.endpoint)
