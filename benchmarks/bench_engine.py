@@ -42,7 +42,7 @@ def measure_jisu(model: str, threads: int, ctx: int) -> dict:
     from jisu.config import EngineConfig
     from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
-    from jisu.scheduler.runtime import Runtime
+    from jisu.runtime import Runtime
     from jisu.types import Finished, SamplingParams, TextDelta
 
     started = time.perf_counter()

@@ -40,7 +40,7 @@ def grammar_text() -> str:
 def measure_jisu(model: str, threads: int) -> dict:
     from jisu.config import EngineConfig
     from jisu.models.resolve import resolve_model
-    from jisu.scheduler.runtime import Runtime
+    from jisu.runtime import Runtime
     from jisu.types import Finished, SamplingParams, TextDelta
 
     resolved = resolve_model(model, quiet=True)

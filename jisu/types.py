@@ -20,6 +20,10 @@ MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "pick a random seed" sentinel
 MAX_LOGIT_BIAS = 1024  # tokens one request may bias (OpenAI allows 300)
 
 
+class ModelError(Exception):
+    """A model cannot be found, fetched or loaded; the message names the file and the problem."""
+
+
 class InvalidRequest(ValueError):
     """A request the user can fix; `param` names the offending field."""
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from jisu.engine.llama import BatchSlice, StepInterrupted
+from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.engine.template import Segment
-from jisu.scheduler.runtime import ModelInfo, Runtime
+from jisu.runtime import ModelInfo, Runtime
 from jisu.types import SamplingParams
 
 SPECIALS = {"<|im_start|>": 256, "<|im_end|>": 257, "<|endoftext|>": 258}

@@ -10,7 +10,7 @@ from typing import Callable
 import click
 
 from jisu.config import DEFAULT_CTX_SIZE, DEFAULT_PARALLEL, MAX_CTX_SIZE, EngineConfig
-from jisu.models.registry import ModelError
+from jisu.types import ModelError
 from jisu.types import Failed, Finished, InvalidRequest, PrefillProgress, SamplingParams, TextDelta
 
 EXIT_USER_ERROR = 2
@@ -85,7 +85,7 @@ def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: i
                  parallel: int = DEFAULT_PARALLEL, **runtime_options):
     from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
-    from jisu.scheduler.runtime import Runtime
+    from jisu.runtime import Runtime
 
     resolved = resolve_model(model, quant, quantizer=quantize)
     config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel,

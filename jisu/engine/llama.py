@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,34 +20,16 @@ import llama_cpp.llama_cpp as C
 import numpy as np
 
 from jisu.config import MAX_CTX_SIZE, EngineConfig
+from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
 from jisu.engine.sampling import Sampler, grammar_sampler
 from jisu.engine.tokenizer import Tokenizer
-from jisu.models.registry import ModelError
+from jisu.types import ModelError
 from jisu.types import SamplingParams
 
 KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
 MADV_DONTNEED = 4
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE_ALLOCATION_BYTES = 1 << 20
-
-
-class EngineError(RuntimeError):
-    """llama.cpp refused a batch; the message says which way."""
-
-
-class StepInterrupted(Exception):
-    """decode() stopped early because interrupt() was called. The batch left nothing in the
-    KV cache: the same slices can simply be decoded again."""
-
-
-@dataclass(frozen=True)
-class BatchSlice:
-    """Consecutive tokens of one sequence, placed at positions start_pos, start_pos+1, ..."""
-
-    seq_id: int
-    tokens: Sequence[int]
-    start_pos: int
-    want_logits: bool  # logits for the slice's last token (to sample the next one)
 
 
 _backend_lock = threading.Lock()
@@ -114,6 +95,8 @@ def release_model_pages(path: Path) -> None:
 
 
 class LlamaEngine:
+    """The Engine protocol (jisu.engine.protocol) over libllama."""
+
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._stack = ExitStack()

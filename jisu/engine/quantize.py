@@ -8,7 +8,7 @@ import llama_cpp.llama_cpp as C
 
 from jisu.config import physical_cores
 from jisu.engine.llama import init_backend
-from jisu.models.registry import ModelError
+from jisu.types import ModelError
 
 # Types worth choosing for a 0.5B model on a CPU (llama.cpp repacks q4_0 and iq4_nl for
 # AVX2/AVX-512/NEON at load, which is why they decode fastest).

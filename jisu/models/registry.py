@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jisu.config import DEFAULT_MODEL_ALIAS
-
-
-class ModelError(Exception):
-    """A model cannot be found, fetched or loaded; the message names the file and the problem."""
+from jisu.types import ModelError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from jisu.models.registry import ModelError
+from jisu.types import ModelError
 
 GGUF_MAGIC = b"GGUF"
 

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from jisu.engine.llama import BatchSlice, StepInterrupted
+from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request, TextAssembler

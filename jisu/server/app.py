@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from jisu import __version__
-from jisu.scheduler.runtime import Runtime
+from jisu.runtime import Runtime
 from jisu.server.access import AccessPolicy
 from jisu.server.errors import install_error_handlers, without_validation_422
 from jisu.server.guard import Guard

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 from jisu.scheduler.request import Request
-from jisu.scheduler.runtime import Runtime
+from jisu.runtime import Runtime
 from jisu.scheduler.loop import SchedulerClosed
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, as_api_error
 from jisu.server.metrics import Metrics

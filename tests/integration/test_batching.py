@@ -14,9 +14,10 @@ import pytest
 
 from helpers import run_chat, run_tokens
 from jisu.config import EngineConfig
-from jisu.engine.llama import BatchSlice, LlamaEngine, StepInterrupted
+from jisu.engine.llama import LlamaEngine
+from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.engine.template import render_chat
-from jisu.scheduler.runtime import Runtime, chat_turns
+from jisu.runtime import Runtime, chat_turns
 from jisu.types import ChatMessage, Finished, SamplingParams
 
 # Measured on the stand-in model (logits span about -13..20): alone vs in a batch of four

@@ -157,7 +157,7 @@ def test_a_program_may_end_without_closing_the_runtime(model_path):
 import threading
 from jisu.config import EngineConfig
 from jisu.models.resolve import resolve_model
-from jisu.scheduler.runtime import Runtime
+from jisu.runtime import Runtime
 from jisu.types import ChatMessage, Finished, SamplingParams
 runtime = Runtime.load(resolve_model({str(model_path)!r}, quiet=True), EngineConfig({str(model_path)!r}, ctx_size=1024, parallel=4))
 def ask(n):

@@ -8,7 +8,8 @@ import pytest
 
 from jisu.models import registry
 from jisu.models.fetch import SourceUnreachable, pull
-from jisu.models.registry import KnownModel, ModelError, PyPIChunks, Variant, lookup
+from jisu.models.registry import KnownModel, PyPIChunks, Variant, lookup
+from jisu.types import ModelError
 from jisu.models.resolve import resolve_model
 from jisu.models.store import ModelStore, check_gguf
 
