@@ -42,7 +42,7 @@ def measure_jisu(model: str, threads: int, ctx: int) -> dict:
     from jisu.config import EngineConfig
     from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
-    from jisu.runtime import Runtime
+    from jisu.runtime import Prompt, Runtime
     from jisu.types import Finished, SamplingParams, TextDelta
 
     started = time.perf_counter()
@@ -56,7 +56,7 @@ def measure_jisu(model: str, threads: int, ctx: int) -> dict:
         submitted = time.perf_counter()
         first = None
         count = 0
-        for event in runtime.stream(tokens, SamplingParams(temperature=0, max_tokens=max_tokens)):
+        for event in runtime.stream(Prompt(tokens, SamplingParams(temperature=0, max_tokens=max_tokens))):
             if isinstance(event, TextDelta) and first is None:
                 first = time.perf_counter()
             if isinstance(event, Finished):

@@ -46,12 +46,11 @@ def measure_jisu(model: str, threads: int) -> dict:
     resolved = resolve_model(model, quiet=True)
     runtime = Runtime.load(resolved, EngineConfig(resolved.path, ctx_size=2048, threads=threads, parallel=1),
                            reuse_prefixes=False)
-    prompt = runtime.tokenizer.tokenize(chatml(PROMPT), special=True)
 
     def per_token_ms(params: SamplingParams) -> tuple[float, int, str]:
         first = None
         count, text = 0, []
-        for event in runtime.stream(prompt, params):
+        for event in runtime.stream(runtime.prepare_completion(chatml(PROMPT), params)):
             if isinstance(event, TextDelta):
                 first = first or time.perf_counter()
                 text.append(event.text)

@@ -1,19 +1,27 @@
-"""A loaded model with its engine thread: the one object every front end talks to."""
+"""The front door: a loaded model with its engine thread, and the verbs every front end needs.
+
+The server and the CLI call only this: prepare a chat or a completion (template -> token
+ids, checked against the model before anything starts), start it (admitted or refused at
+once), read its events, cancel it, ask what is served, close. Nothing outside reaches the
+engine or the scheduler behind it; this module is where models, engine and scheduler are
+put together.
+"""
 
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
-from jisu.engine.template import render_chat
+from jisu.engine.protocol import Engine, Tokenizer
+from jisu.engine.template import render_chat, turn_markers
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Scheduler
-from jisu.scheduler.prefix_cache import common_prefix_length
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Counters, Scheduler
 from jisu.scheduler.request import Request
-from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
+from jisu.types import ChatMessage, Event, Failed, Finished, FinishReason, InvalidRequest, SamplingParams
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -25,15 +33,36 @@ class ModelInfo:
     fallback_note: str | None
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A request ready to start: its token ids and how to pick the answer's tokens, both
+    checked against this model (vocabulary, grammar, context size)."""
+
+    tokens: list[int]
+    sampling: SamplingParams
+
+
+class Generation:
+    """A started request, as its caller holds it."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def cancel(self, reason: FinishReason = FinishReason.CANCELLED) -> None:
+        """Safe from any thread; the answer ends within one engine step, and its Finished
+        event carries `reason`."""
+        self._request.cancel(reason)
+
+
 class Runtime:
-    def __init__(self, engine, info: ModelInfo, max_queue: int = DEFAULT_MAX_QUEUE,
+    def __init__(self, engine: Engine, info: ModelInfo, max_queue: int = DEFAULT_MAX_QUEUE,
                  host_cache_mb: int = DEFAULT_HOST_CACHE_MB, reuse_prefixes: bool = True) -> None:
         """Start the engine thread for an already loaded engine (tests pass a fake one)."""
-        self.engine = engine
         self.info = info
-        self.tokenizer = engine.tokenizer
-        self.scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
-                                   chat_turns=chat_turns(self.tokenizer))
+        self._engine = engine
+        reply_opening, closing = turn_markers(engine.tokenizer)
+        self._scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
+                                    chat_turns=ChatTurns(tuple(reply_opening), tuple(closing)))
 
     @classmethod
     def load(cls, model: ResolvedModel, config: EngineConfig, **options) -> Runtime:
@@ -54,17 +83,47 @@ class Runtime:
             engine.close()
             raise
 
-    def chat_tokens(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None) -> list[int]:
-        return self.tokenizer.tokenize_segments(render_chat(messages, tools))
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The served model's text <-> token ids, for callers that count tokens."""
+        return self._engine.tokenizer
 
-    def submit(self, prompt_tokens: list[int], sampling: SamplingParams, sink) -> Request:
-        return self.scheduler.submit(Request(prompt_tokens, sampling, sink))
+    # ---- preparing: every check that can fail happens here, before anything starts ------
 
-    def stream(self, prompt_tokens: list[int], sampling: SamplingParams) -> Iterator[Event]:
+    def prepare_chat(self, messages: Sequence[ChatMessage], sampling: SamplingParams,
+                     tools: Sequence[dict] | None = None) -> Prompt:
+        """The conversation through the chat template, asking for the assistant's answer;
+        ContextOverflow when it does not fit."""
+        return self._checked(self.tokenizer.tokenize_segments(render_chat(messages, tools)), sampling)
+
+    def prepare_completion(self, text: str, sampling: SamplingParams) -> Prompt:
+        """A raw prompt, continued as written. It may carry ChatML markers on purpose: that
+        is what a completion is for, so they are read as control tokens."""
+        return self._checked(self.tokenizer.tokenize(text, special=True), sampling)
+
+    def _checked(self, tokens: list[int], sampling: SamplingParams) -> Prompt:
+        vocabulary = self.tokenizer.n_vocab
+        for token in sampling.logit_bias:
+            if token >= vocabulary:
+                raise InvalidRequest(f"logit_bias: token {token} is not in the vocabulary "
+                                     f"(0..{vocabulary - 1})", "logit_bias")
+        if sampling.grammar:
+            self._engine.check_grammar(sampling.grammar, sampling.grammar_trigger)
+        self._scheduler.check_fits(len(tokens), sampling.max_tokens)
+        return Prompt(tokens, sampling)
+
+    # ---- running ------------------------------------------------------------------------
+
+    def start(self, prompt: Prompt, on_event: Callable[[Event], None]) -> Generation:
+        """Admit the request now or raise (QueueFull, SchedulerClosed). `on_event` is called
+        on the engine thread, for each event in order, and must not block."""
+        return Generation(self._scheduler.submit(Request(prompt.tokens, prompt.sampling, on_event)))
+
+    def stream(self, prompt: Prompt) -> Iterator[Event]:
         """Events of one request, for synchronous callers. Closing the iterator early (or
         Ctrl-C while reading it) cancels the request and waits until it is freed."""
         events: queue.Queue[Event] = queue.Queue()
-        request = self.submit(prompt_tokens, sampling, events.put)
+        generation = self.start(prompt, events.put)
         finished = False
         try:
             while not finished:
@@ -73,34 +132,35 @@ class Runtime:
                 yield event
         finally:
             if not finished:
-                request.cancel()
+                generation.cancel()
                 while not isinstance(events.get(timeout=60), (Finished, Failed)):
                     pass
 
+    # ---- state --------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """The engine thread runs and takes requests."""
+        return self._scheduler.alive
+
+    def stats(self) -> dict[str, int]:
+        """Running, queued, slots and host cache, right now (for /metrics)."""
+        return self._scheduler.stats()
+
+    @property
+    def counters(self) -> Counters:
+        """Totals since start: prompt tokens run and reused, steps, interruptions."""
+        return self._scheduler.counters
+
     def close(self) -> None:
-        self.scheduler.close()
-        self.engine.close()
+        self._scheduler.close()
+        self._engine.close()
 
     def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def chat_turns(tokenizer) -> ChatTurns:
-    """The template's turn markers in tokens, read off rendered conversations: the reply
-    opening is what the generation prompt adds; the closing is what two next prompts share
-    after the answer, up to where their user messages differ (none if BPE merged the
-    answer with what follows it)."""
-    question, answer = [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello")
-    render = lambda messages, **options: tokenizer.tokenize_segments(render_chat(messages, **options))  # noqa: E731
-    asked = render(question)
-    reply_opening = asked[len(render(question, add_generation_prompt=False)):]
-    answered = asked + tokenizer.tokenize("Hello")
-    one, other = (render(question + [answer, ChatMessage("user", text)]) for text in ("A", "B"))
-    closing = one[len(answered):common_prefix_length(one, other)] if one[:len(answered)] == answered else []
-    return ChatTurns(tuple(reply_opening), tuple(closing))
 
 
 def _quant_from_description(description: str) -> str:

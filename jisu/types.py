@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -68,7 +70,6 @@ class ChatMessage:
 class FinishReason(str, enum.Enum):
     STOP = "stop"  # end-of-turn token or a stop string
     LENGTH = "length"  # max_tokens or the context window
-    TOOL_CALLS = "tool_calls"
     CANCELLED = "cancelled"  # client gone or stop button
     SHUTDOWN = "shutdown"  # the server stopped before the answer ended
 
@@ -97,25 +98,19 @@ class SamplingParams:
         self.validate()
 
     def validate(self) -> None:
-        _check_range("temperature", self.temperature, 0.0, 2.0)
-        _check_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
-        _check_range("min_p", self.min_p, 0.0, 1.0)
-        _check_range("repetition_penalty", self.repetition_penalty, 0.0, 2.0, low_open=True)
-        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
-        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
-        _check_int("top_k", self.top_k, 0, 1_000_000)
-        _check_int("penalty_last_n", self.penalty_last_n, 0, 1_000_000)
-        if self.seed is not None:
-            _check_int("seed", self.seed, 0, MAX_SEED)
-        if self.max_tokens is not None:
-            _check_int("max_tokens", self.max_tokens, 1, 1_000_000)
+        for name, limit in SAMPLING_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL_SAMPLING_FIELDS:
+                limit.check(name, value)
         if len(self.logit_bias) > MAX_LOGIT_BIAS:
             raise InvalidRequest(f"logit_bias: at most {MAX_LOGIT_BIAS} tokens", "logit_bias")
-        for token, bias in self.logit_bias.items():
+        bias = LOGIT_BIAS_LIMIT
+        for token, value in self.logit_bias.items():
             if isinstance(token, bool) or not isinstance(token, int) or token < 0:
                 raise InvalidRequest(f"logit_bias: {token!r} is not a token id", "logit_bias")
-            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
-                raise InvalidRequest(f"logit_bias: the bias of token {token} must be in [-100, 100]", "logit_bias")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not bias.low <= value <= bias.high:
+                raise InvalidRequest(f"logit_bias: the bias of token {token} must be in "
+                                     f"[{bias.low}, {bias.high}]", "logit_bias")
         if len(self.stop) > MAX_STOP_STRINGS:
             raise InvalidRequest(f"stop: at most {MAX_STOP_STRINGS} stop strings", "stop")
         for s in self.stop:
@@ -129,20 +124,42 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
-def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(f"{name} must be a number, got {value!r}", name)
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise InvalidRequest(f"{name} must be in {bracket}{low}, {high}], got {value}", name)
+@dataclass(frozen=True)
+class Limit:
+    """The allowed range of one sampling parameter. The API's request schema is built from
+    the same table (jisu.server.protocol), so both refuse exactly the same values."""
+
+    low: float
+    high: float
+    low_open: bool = False  # the low end itself is not allowed
+    integer: bool = False
+
+    def check(self, name: str, value: object) -> None:
+        if self.integer:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidRequest(f"{name} must be an integer, got {value!r}", name)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(f"{name} must be a number, got {value!r}", name)
+        too_low = value <= self.low if self.low_open else value < self.low
+        if too_low or value > self.high:
+            bracket = "(" if self.low_open else "["
+            raise InvalidRequest(f"{name} must be in {bracket}{self.low}, {self.high}], got {value}", name)
 
 
-def _check_int(name: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer, got {value!r}", name)
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name} must be in [{low}, {high}], got {value}", name)
+SAMPLING_LIMITS = {
+    "temperature": Limit(0.0, 2.0),
+    "top_p": Limit(0.0, 1.0, low_open=True),
+    "top_k": Limit(0, 1_000_000, integer=True),
+    "min_p": Limit(0.0, 1.0),
+    "repetition_penalty": Limit(0.0, 2.0, low_open=True),
+    "presence_penalty": Limit(-2.0, 2.0),
+    "frequency_penalty": Limit(-2.0, 2.0),
+    "penalty_last_n": Limit(0, 1_000_000, integer=True),
+    "seed": Limit(0, MAX_SEED, integer=True),
+    "max_tokens": Limit(1, 1_000_000, integer=True),
+}
+OPTIONAL_SAMPLING_FIELDS = ("seed", "max_tokens")  # None: random seed, no limit but the context
+LOGIT_BIAS_LIMIT = Limit(-100, 100)
 
 
 @dataclass
@@ -217,3 +234,31 @@ class Failed:
 
 
 Event = Queued | PrefillProgress | TextDelta | Finished | Failed
+
+
+class EventReader(Generic[T]):
+    """One wire format's translation of events (SSE chunks, WebSocket messages, terminal
+    text...): a method per kind of event, and `read` to dispatch. Every format handles
+    every kind, and a new kind is added in one place."""
+
+    def read(self, event: Event) -> T:
+        return getattr(self, _READERS[type(event)])(event)
+
+    def queued(self, event: Queued) -> T:
+        raise NotImplementedError
+
+    def progress(self, event: PrefillProgress) -> T:
+        raise NotImplementedError
+
+    def text(self, event: TextDelta) -> T:
+        raise NotImplementedError
+
+    def finished(self, event: Finished) -> T:
+        raise NotImplementedError
+
+    def failed(self, event: Failed) -> T:
+        raise NotImplementedError
+
+
+_READERS = {Queued: "queued", PrefillProgress: "progress", TextDelta: "text", Finished: "finished",
+            Failed: "failed"}

@@ -1,23 +1,25 @@
-"""A fake engine behind the real engine's interface, for fast tests of scheduling logic.
+"""A fake engine implementing jisu.engine.protocol.Engine, for fast tests of scheduling logic.
 
 Tokens are bytes (0-255) plus three control tokens. The fake keeps each sequence's "KV"
 as a token list and checks every batch against it, so a scheduler that feeds a token at
 the wrong position, reuses a prefix it does not hold, or forgets to free a sequence fails
-loudly. Its "model" answers with a scripted text, then an end-of-turn token.
+loudly. Its "model" answers with a scripted text, then an end-of-turn token. The contract
+suite (tests/contract) holds it to what the llama.cpp engine does.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from jisu.engine.protocol import BatchSlice, StepInterrupted
+from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
 from jisu.engine.template import Segment
 from jisu.runtime import ModelInfo, Runtime
-from jisu.types import SamplingParams
+from jisu.types import InvalidRequest, SamplingParams
 
 SPECIALS = {"<|im_start|>": 256, "<|im_end|>": 257, "<|endoftext|>": 258}
 END_OF_TURN = 257
@@ -95,18 +97,28 @@ class FakeEngine:
             step = len(self.batches)
         if self.fail_on_step == step:
             raise RuntimeError("simulated engine failure")
-        total = sum(len(s.tokens) for s in slices)
-        assert total <= self.batch_capacity, "batch over capacity"
+        # Stricter than llama.cpp, which would take two slices of one sequence: the
+        # scheduler never sends them, and a scheduler bug that did should fail loudly.
         assert len({s.seq_id for s in slices}) == len(slices), "one slice per sequence per batch"
-        outputs, index = [], 0
+        self._check_batch(slices)
+        rows, index = [], 0
         for piece in slices:
-            held = self.kv.setdefault(piece.seq_id, [])
-            assert piece.start_pos == len(held), (
-                f"seq {piece.seq_id}: batch starts at {piece.start_pos} but the KV holds {len(held)} tokens")
-            held.extend(piece.tokens)
+            self.kv.setdefault(piece.seq_id, []).extend(piece.tokens)
             index += len(piece.tokens)
-            outputs.append(index - 1 if piece.want_logits else None)
-        return outputs
+            rows.append(index - 1 if piece.want_logits and piece.tokens else None)
+        return rows
+
+    def _check_batch(self, slices: Sequence[BatchSlice]) -> None:
+        """What llama.cpp refuses, refused the same way: nothing of the batch is kept."""
+        if sum(len(s.tokens) for s in slices) > self.batch_capacity:
+            raise EngineError(f"batch of more than {self.batch_capacity} tokens")
+        for piece in slices:
+            held = len(self.kv.get(piece.seq_id, []))
+            if not 0 <= piece.seq_id < self.n_sequences:
+                raise EngineError(f"sequence {piece.seq_id} does not exist")
+            if piece.start_pos != held:
+                raise EngineError(f"seq {piece.seq_id}: batch starts at {piece.start_pos} "
+                                  f"but the KV holds {held} tokens")
 
     def _step_time(self, slices: Sequence[BatchSlice]) -> float:
         only_decoding = all(len(piece.tokens) == 1 for piece in slices)
@@ -117,7 +129,13 @@ class FakeEngine:
         return ScriptedSampler(list(self.answer(prompt).encode()) + [END_OF_TURN])
 
     def check_grammar(self, grammar: str, trigger: str | None = None) -> None:
+        """A syntax check of GBNF's outline (a root rule, closed strings and brackets), so
+        that what llama.cpp cannot parse is refused here too."""
         self.grammars_checked.append(grammar)
+        unquoted = re.sub(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]', "", grammar)
+        balanced = unquoted.count("(") == unquoted.count(")") and '"' not in unquoted
+        if not re.search(r"^root\s*::=", grammar, re.MULTILINE) or not balanced:
+            raise InvalidRequest("the output grammar could not be parsed", "response_format")
 
     def forget(self, seq_id: int, start: int = 0) -> None:
         held = self.kv.get(seq_id, [])
@@ -128,7 +146,12 @@ class FakeEngine:
 
     def restore_sequence(self, seq_id: int, state: bytes) -> None:
         one_copy = state[: len(state) // 40]
-        self.kv[seq_id] = json.loads(one_copy)
+        self.kv[seq_id] = []
+        try:
+            tokens = json.loads(one_copy)
+        except ValueError:
+            raise EngineError(f"could not restore the saved KV of sequence {seq_id}") from None
+        self.kv[seq_id] = tokens
         self.restores += 1
 
     def close(self) -> None:

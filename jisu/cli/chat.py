@@ -108,9 +108,8 @@ def chat(model, quant, ctx_size, threads, kv_cache_type, flash_attn, system, tem
 def _answer(runtime, conversation: Conversation, sampling, interactive: bool) -> str | None:
     """Stream one answer; returns its text (partial if stopped), or None if it failed."""
     while True:
-        tokens = runtime.chat_tokens(conversation.messages())
         try:
-            runtime.scheduler.check_fits(len(tokens), sampling.max_tokens)
+            prompt = runtime.prepare_chat(conversation.messages(), sampling)
             break
         except ContextOverflow as overflow:
             if len(conversation.turns) <= 1:
@@ -126,7 +125,7 @@ def _answer(runtime, conversation: Conversation, sampling, interactive: bool) ->
 
     shown: list[str] = []
     try:
-        answer, _ = print_answer(runtime, tokens, sampling, pieces=shown)
+        answer, _ = print_answer(runtime, prompt, pieces=shown)
         return answer
     except UserError as error:  # the engine failed this answer; the chat goes on
         click.echo(f"jisu: {error.format_message()}", err=True)

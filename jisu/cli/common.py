@@ -5,13 +5,25 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import closing
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from jisu.config import DEFAULT_CTX_SIZE, DEFAULT_PARALLEL, MAX_CTX_SIZE, EngineConfig
-from jisu.types import ModelError
-from jisu.types import Failed, Finished, InvalidRequest, PrefillProgress, SamplingParams, TextDelta
+from jisu.types import (
+    EventReader,
+    ModelError,
+    Failed,
+    Finished,
+    InvalidRequest,
+    PrefillProgress,
+    Queued,
+    SamplingParams,
+    TextDelta,
+)
+
+if TYPE_CHECKING:  # loading the runtime loads llama.cpp: only commands that run a model do
+    from jisu.runtime import Prompt, Runtime
 
 EXIT_USER_ERROR = 2
 
@@ -20,9 +32,6 @@ class UserError(click.ClickException):
     """A one-line message and exit code 2: the user can fix this, no traceback needed."""
 
     exit_code = EXIT_USER_ERROR
-
-    def show(self, file=None) -> None:
-        click.echo(f"jisu: error: {self.format_message()}", err=True)
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -82,7 +91,7 @@ def make_sampling(temperature: float, top_p: float, top_k: int, max_tokens: int 
 
 def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: int,
                  kv_cache_type: str = "f16", flash_attn: str = "auto",
-                 parallel: int = DEFAULT_PARALLEL, **runtime_options):
+                 parallel: int = DEFAULT_PARALLEL, **runtime_options) -> Runtime:
     from jisu.engine.quantize import quantize
     from jisu.models.resolve import resolve_model
     from jisu.runtime import Runtime
@@ -93,32 +102,49 @@ def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: i
     return Runtime.load(resolved, config, **runtime_options)
 
 
-def print_answer(runtime, tokens: list[int], sampling: SamplingParams, show_progress: bool = False,
+def print_answer(runtime: Runtime, prompt: Prompt, show_progress: bool = False,
                  pieces: list[str] | None = None) -> tuple[str, Finished | None]:
     """Stream an answer to stdout as it is generated; return its text and how it ended.
 
     Ctrl-C propagates as KeyboardInterrupt, after the request has been cancelled and freed;
     the text shown until then is in `pieces` when the caller passes a list.
     """
-    pieces = [] if pieces is None else pieces
-    finished = None
-    progress_line = False
-    with closing(runtime.stream(tokens, sampling)) as events:
+    printer = TerminalPrinter(show_progress, [] if pieces is None else pieces)
+    with closing(runtime.stream(prompt)) as events:
         for event in events:
-            if isinstance(event, TextDelta):
-                if progress_line:
-                    click.echo("", err=True)
-                    progress_line = False
-                pieces.append(event.text)
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-            elif isinstance(event, PrefillProgress) and show_progress:
-                click.echo(f"\r[reading prompt: {event.processed}/{event.total} tokens]", err=True, nl=False)
-                progress_line = True
-            elif isinstance(event, Finished):
-                finished = event
-            elif isinstance(event, Failed):
-                raise UserError(event.message)
+            printer.read(event)
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return "".join(pieces), finished
+    return "".join(printer.pieces), printer.end
+
+
+class TerminalPrinter(EventReader[None]):
+    """The answer's text on stdout as it comes; prompt progress (on request) on stderr."""
+
+    def __init__(self, show_progress: bool, pieces: list[str]) -> None:
+        self.show_progress = show_progress
+        self.pieces = pieces
+        self.end: Finished | None = None
+        self._progress_shown = False
+
+    def queued(self, event: Queued) -> None:
+        pass  # one request at a time: a CLI never waits behind anyone
+
+    def progress(self, event: PrefillProgress) -> None:
+        if self.show_progress:
+            click.echo(f"\r[reading prompt: {event.processed}/{event.total} tokens]", err=True, nl=False)
+            self._progress_shown = True
+
+    def text(self, event: TextDelta) -> None:
+        if self._progress_shown:
+            click.echo("", err=True)
+            self._progress_shown = False
+        self.pieces.append(event.text)
+        sys.stdout.write(event.text)
+        sys.stdout.flush()
+
+    def finished(self, event: Finished) -> None:
+        self.end = event
+
+    def failed(self, event: Failed) -> None:
+        raise UserError(event.message)

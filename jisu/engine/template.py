@@ -84,6 +84,27 @@ def render_chat(
     return out.segments
 
 
+def turn_markers(tokenizer) -> tuple[list[int], list[int]]:
+    """How the template marks turns, in tokens: (reply_opening, closing). A prompt ending
+    with reply_opening asks for an assistant's answer (what the generation prompt adds);
+    closing follows that answer in the chat's next prompt, up to where the next user
+    message starts (empty if BPE merged the answer with what follows it). Read off rendered
+    conversations, so it holds for whatever tokenizer renders them."""
+    question, answer = [ChatMessage("user", "Hi")], ChatMessage("assistant", "Hello")
+
+    def tokens(messages: Sequence[ChatMessage], **options: Any) -> list[int]:
+        return tokenizer.tokenize_segments(render_chat(messages, **options))
+
+    asked = tokens(question)
+    reply_opening = asked[len(tokens(question, add_generation_prompt=False)):]
+    answered = asked + tokenizer.tokenize("Hello")
+    one, other = (tokens(question + [answer, ChatMessage("user", text)]) for text in ("A", "B"))
+    if one[:len(answered)] != answered:
+        return reply_opening, []
+    shared = next((i for i, (a, b) in enumerate(zip(one, other)) if a != b), min(len(one), len(other)))
+    return reply_opening, one[len(answered):shared]
+
+
 def _render_assistant_tool_calls(out: _Builder, message: ChatMessage) -> None:
     out.special(IM_START)
     out.text("assistant")

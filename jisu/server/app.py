@@ -28,7 +28,7 @@ def web_dir():
 def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The app; `access` defaults to what a loopback server needs: no keys, local names."""
     app = FastAPI(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
-    metrics = Metrics(runtime.scheduler.stats)
+    metrics = Metrics(runtime.stats)
     app.state.serving = Serving(runtime, metrics)
     app.state.access = access or AccessPolicy.build()
     app.state.started_at = int(time.time())

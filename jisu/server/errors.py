@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jisu.scheduler.loop import QueueFull, SchedulerClosed
-from jisu.types import ContextOverflow, InvalidRequest
+from jisu.types import ContextOverflow, Failed, InvalidRequest
 
 RETRY_AFTER_S = 2
 
@@ -81,6 +81,11 @@ def answer_cut_by_shutdown() -> ApiError:
     """An answer the server stopped before its end (the SSE stream sends its body)."""
     return ApiError(503, "The server stopped before the answer was complete; retry.",
                     type_="server_error", code="server_shutdown")
+
+
+def answer_failed(event: Failed) -> ApiError:
+    """An answer the engine could not finish (a stream sends the body as its last event)."""
+    return ApiError(500, event.message, type_="server_error", code=event.code)
 
 
 def as_api_error(error: Exception) -> ApiError:

@@ -12,13 +12,37 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from jisu.types import MAX_LOGIT_BIAS, FinishReason, Timings, Usage
+from jisu.types import (
+    LOGIT_BIAS_LIMIT,
+    MAX_LOGIT_BIAS,
+    SAMPLING_LIMITS,
+    FinishReason,
+    SamplingParams,
+    Timings,
+    Usage,
+)
 
 MAX_MESSAGES = 4096
 MAX_CONTENT_CHARS = 1_000_000
 # Numbers are finite: NaN and Infinity (which Python's JSON parser accepts) are refused as
 # such, instead of failing a range check with a misleading message.
 Number = Annotated[float, Field(allow_inf_nan=False)]
+# What /v1/completions generates when max_tokens is not given (OpenAI's default).
+COMPLETION_DEFAULT_MAX_TOKENS = 16
+
+
+def _limited(name: str) -> Any:
+    """A request field bounded by jisu.types.SAMPLING_LIMITS, the limits SamplingParams checks."""
+    limit = SAMPLING_LIMITS[name]
+    low = {"gt": limit.low} if limit.low_open else {"ge": limit.low}
+    return Annotated[int if limit.integer else Number, Field(le=limit.high, **low)]
+
+
+Temperature, TopP, TopK, MinP = (_limited(n) for n in ("temperature", "top_p", "top_k", "min_p"))
+RepetitionPenalty, PresencePenalty, FrequencyPenalty = (
+    _limited(n) for n in ("repetition_penalty", "presence_penalty", "frequency_penalty"))
+Seed, MaxTokens = _limited("seed"), _limited("max_tokens")
+Bias = Annotated[Number, Field(ge=LOGIT_BIAS_LIMIT.low, le=LOGIT_BIAS_LIMIT.high)]
 
 
 class _Lenient(BaseModel):
@@ -75,24 +99,34 @@ class StreamOptions(_Lenient):
 
 class _SamplingFields(_Lenient):
     model: str | None = None  # any name: answered by the served model (see Serving)
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[Number, Field(gt=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
-    min_p: Annotated[Number, Field(ge=0, le=1)] | None = None
-    repetition_penalty: Annotated[Number, Field(gt=0, le=2)] | None = None
-    presence_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
-    seed: Annotated[int, Field(ge=0, le=2**32 - 2)] | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
+    repetition_penalty: RepetitionPenalty | None = None
+    presence_penalty: PresencePenalty | None = None
+    frequency_penalty: FrequencyPenalty | None = None
+    seed: Seed | None = None
     stop: str | list[str] | None = None
-    # OpenAI's shape: token id (as a string) -> a bias in [-100, 100] added to its logit.
-    logit_bias: Annotated[dict[str, Annotated[Number, Field(ge=-100, le=100)]],
-                          Field(max_length=MAX_LOGIT_BIAS)] | None = None
+    # OpenAI's shape: token id (as a string) -> a bias added to its logit.
+    logit_bias: Annotated[dict[str, Bias], Field(max_length=MAX_LOGIT_BIAS)] | None = None
     n: Annotated[int, Field(ge=1)] = 1
     ignore_eos: StrictBool = False  # extension (as in vLLM and llama-server), for benchmarks
     # Strict: "false" or 0 would otherwise be read as a boolean and change the response's form.
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+
+    def sampling_params(self) -> SamplingParams:
+        """How to pick the answer's tokens: what the request sets, Qwen's defaults for the
+        rest (SamplingParams)."""
+        chosen = {name: getattr(self, name) for name in _SAMPLING_FIELDS if getattr(self, name) is not None}
+        return SamplingParams(**chosen, max_tokens=self.answer_limit(), stop=self.stop_list(),
+                              ignore_eos=self.ignore_eos, logit_bias=self.logit_bias_by_token())
+
+    def answer_limit(self) -> int | None:
+        """The most tokens to generate (None: until the answer or the context ends)."""
+        return self.max_tokens
 
     @field_validator("logit_bias")
     @classmethod
@@ -118,17 +152,27 @@ class _SamplingFields(_Lenient):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+                    "frequency_penalty", "seed")
+
+
 class ChatCompletionRequest(_SamplingFields):
     messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: MaxTokens | None = None  # OpenAI's newer name for max_tokens
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+
+    def answer_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionRequest(_SamplingFields):
     prompt: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]]
     echo: StrictBool = False
+
+    def answer_limit(self) -> int:
+        return self.max_tokens or COMPLETION_DEFAULT_MAX_TOKENS
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
@@ -152,6 +196,9 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+
+
+TOOL_CALLS_FINISH = "tool_calls"  # OpenAI's finish_reason for an answer that is tool calls
 
 
 def openai_finish_reason(reason: FinishReason) -> str:

@@ -7,21 +7,22 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
-from jisu.scheduler.request import Request
-from jisu.runtime import Runtime
+from jisu.runtime import Generation, Prompt, Runtime
 from jisu.scheduler.loop import SchedulerClosed
-from jisu.server.errors import ApiError, answer_cut_by_shutdown, as_api_error
+from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
 from jisu.server.tools import plan_output, with_schema_instruction
 from jisu.types import (
     ChatMessage,
     Event,
+    EventReader,
     Failed,
     Finished,
     FinishReason,
     InvalidRequest,
-    SamplingParams,
+    PrefillProgress,
+    Queued,
     TextDelta,
 )
 
@@ -32,8 +33,7 @@ FINAL_EVENTS_TIMEOUT_S = 5.0  # on shutdown; the engine ends a cancelled answer 
 
 @dataclass
 class PreparedRequest:
-    prompt_tokens: list[int]
-    sampling: SamplingParams
+    prompt: Prompt
     endpoint: str
     function_names: list[str] = field(default_factory=list)  # tools the answer may call
 
@@ -49,52 +49,21 @@ class Serving:
     # `model` is not checked: a one-model server answers any name with the model it has
     # (clients send fixed names such as gpt-4o-mini) and says which in each response.
 
-    def prepare_chat(self, body: ChatCompletionRequest) -> PreparedRequest:
+    def prepare_chat(self, body: ChatCompletionRequest, endpoint: str = "chat") -> PreparedRequest:
         plan = plan_output(body.response_format, body.tools, body.tool_choice)
         messages = [_to_chat_message(m, i) for i, m in enumerate(body.messages)]
         messages = with_schema_instruction(messages, plan.schema_instruction)
-        tokens = self.runtime.chat_tokens(messages, plan.tools_for_template)
-        sampling = self._sampling(body, body.max_completion_tokens or body.max_tokens)
+        sampling = body.sampling_params()
         sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
-        if plan.grammar:
-            self.runtime.engine.check_grammar(plan.grammar, plan.lazy_trigger)
-        self.runtime.scheduler.check_fits(len(tokens), sampling.max_tokens)
-        return PreparedRequest(tokens, sampling, "chat", plan.function_names)
+        prompt = self.runtime.prepare_chat(messages, sampling, plan.tools_for_template)
+        return PreparedRequest(prompt, endpoint, plan.function_names)
 
     def prepare_completion(self, body: CompletionRequest) -> PreparedRequest:
         try:
             text = body.prompt_text()
         except ValueError as error:
             raise InvalidRequest(str(error), "prompt") from None
-        # A raw prompt may carry ChatML markers on purpose: that is what /v1/completions is for.
-        tokens = self.runtime.tokenizer.tokenize(text, special=True)
-        sampling = self._sampling(body, body.max_tokens or 16)
-        self.runtime.scheduler.check_fits(len(tokens), sampling.max_tokens)
-        return PreparedRequest(tokens, sampling, "completions")
-
-    def _sampling(self, body, max_tokens: int | None) -> SamplingParams:
-        vocabulary = self.runtime.tokenizer.n_vocab
-        logit_bias = body.logit_bias_by_token()
-        for token in logit_bias:
-            if token >= vocabulary:
-                raise InvalidRequest(f"logit_bias: token {token} is not in the vocabulary "
-                                     f"(0..{vocabulary - 1})", "logit_bias")
-        defaults = SamplingParams()
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        return SamplingParams(
-            temperature=pick(body.temperature, defaults.temperature),
-            top_p=pick(body.top_p, defaults.top_p),
-            top_k=pick(body.top_k, defaults.top_k),
-            min_p=pick(body.min_p, defaults.min_p),
-            repetition_penalty=pick(body.repetition_penalty, defaults.repetition_penalty),
-            presence_penalty=pick(body.presence_penalty, 0.0),
-            frequency_penalty=pick(body.frequency_penalty, 0.0),
-            seed=body.seed,
-            max_tokens=max_tokens,
-            stop=body.stop_list(),
-            ignore_eos=body.ignore_eos,
-            logit_bias=logit_bias,
-        )
+        return PreparedRequest(self.runtime.prepare_completion(text, body.sampling_params()), "completions")
 
     # ---- admission --------------------------------------------------------------------
 
@@ -106,8 +75,8 @@ class Serving:
         loop = asyncio.get_running_loop()
         answer = Answer(self, prepared.endpoint)
         try:
-            answer.request = self.runtime.submit(prepared.prompt_tokens, prepared.sampling,
-                                                 lambda event: loop.call_soon_threadsafe(answer.deliver, event))
+            answer.generation = self.runtime.start(
+                prepared.prompt, lambda event: loop.call_soon_threadsafe(answer.deliver, event))
         except Exception as error:
             raise self.refuse(prepared.endpoint, error) from None
         self.active.add(answer)
@@ -141,7 +110,7 @@ class Answer:
     def __init__(self, serving: Serving, endpoint: str) -> None:
         self._serving = serving
         self.endpoint = endpoint
-        self.request: Request | None = None
+        self.generation: Generation | None = None
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self.done = False
         self._read = False  # a consumer is reading events(): it retires the answer itself
@@ -152,8 +121,8 @@ class Answer:
         self._queue.put_nowait(event)
 
     def cancel(self, reason: FinishReason = FinishReason.CANCELLED) -> None:
-        if self.request is not None:
-            self.request.cancel(reason)
+        if self.generation is not None:
+            self.generation.cancel(reason)
 
     async def events(self) -> AsyncIterator[Event]:
         """Until Finished or Failed. Leaving early (client gone, task cancelled) cancels
@@ -180,22 +149,15 @@ class Answer:
     async def complete(self, disconnected: Callable[[], Awaitable[bool]]) -> tuple[str, Finished]:
         """Run to the end for a non-streaming response; a client that leaves cancels it."""
         watcher = asyncio.create_task(self._cancel_when(disconnected))
-        pieces: list[str] = []
+        whole = WholeAnswer()
         try:
             async for event in self.events():
-                if isinstance(event, TextDelta):
-                    pieces.append(event.text)
-                elif isinstance(event, Failed):
-                    raise ApiError(500, event.message, type_="server_error", code=event.code)
-                elif isinstance(event, Finished) and event.reason is FinishReason.SHUTDOWN:
-                    raise answer_cut_by_shutdown()
-                elif isinstance(event, Finished) and event.reason is FinishReason.CANCELLED:
-                    raise ApiError(499, "client closed the request", code="client_closed")
-                elif isinstance(event, Finished):
-                    return "".join(pieces), event
+                whole.read(event)
         finally:
             watcher.cancel()
-        raise ApiError(500, "the answer ended without a final event", type_="server_error")
+        if whole.end is None:
+            raise ApiError(500, "the answer ended without a final event", type_="server_error")
+        return "".join(whole.pieces), whole.end
 
     async def _cancel_when(self, disconnected: Callable[[], Awaitable[bool]]) -> None:
         """Polled on its own clock: tokens arriving every few ms must not keep us from
@@ -203,6 +165,34 @@ class Answer:
         while not await disconnected():
             await asyncio.sleep(DISCONNECT_POLL_S)
         self.cancel()
+
+
+class WholeAnswer(EventReader[None]):
+    """A non-streaming response's reading of the events: the text gathered, and an answer
+    that did not come to its end raised as the error the client gets instead."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.end: Finished | None = None
+
+    def queued(self, event: Queued) -> None:
+        pass  # nobody watches a non-streaming request wait
+
+    def progress(self, event: PrefillProgress) -> None:
+        pass
+
+    def text(self, event: TextDelta) -> None:
+        self.pieces.append(event.text)
+
+    def finished(self, event: Finished) -> None:
+        if event.reason is FinishReason.SHUTDOWN:
+            raise answer_cut_by_shutdown()
+        if event.reason is FinishReason.CANCELLED:
+            raise ApiError(499, "client closed the request", code="client_closed")
+        self.end = event
+
+    def failed(self, event: Failed) -> None:
+        raise answer_failed(event)
 
 
 def _to_chat_message(message, index: int) -> ChatMessage:

@@ -23,11 +23,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from jisu.server.errors import ApiError, error_body, validation_error
+from jisu.server.errors import ApiError, answer_failed, validation_error
 from jisu.server.guard import WEBSOCKET_PROTOCOL
 from jisu.server.protocol import ChatCompletionRequest, openai_finish_reason, usage_dict
 from jisu.server.serving import Answer, Serving
-from jisu.types import Event, Finished, FinishReason, PrefillProgress, Queued, TextDelta
+from jisu.types import EventReader, Failed, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()
 AUTH_TIMEOUT_S = 10.0
@@ -124,7 +124,7 @@ class ChatSession:
         """Admit the answer now (so a cancel right after it is never lost), stream it apart."""
         try:
             body = ChatCompletionRequest.model_validate({k: v for k, v in message.items() if k != "type"})
-            prepared = self.serving.prepare_chat(body)
+            prepared = self.serving.prepare_chat(body, endpoint="websocket")
         except ValidationError as error:
             await self._send_error(self.serving.refuse("websocket", validation_error(
                 RequestValidationError(error.errors()))))
@@ -132,7 +132,6 @@ class ChatSession:
         except Exception as error:
             await self._send_error(self.serving.refuse("websocket", error))
             return
-        prepared.endpoint = "websocket"
         try:
             self.answer = self.serving.start(prepared)
         except ApiError as refused:  # counted by start()
@@ -143,7 +142,7 @@ class ChatSession:
     async def _stream(self, answer: Answer) -> None:
         try:
             async for event in answer.events():
-                await self.socket.send_json(_event_message(event))
+                await self.socket.send_json(MESSAGES.read(event))
         except Exception:  # the socket went away mid-answer; leaving events() cancelled it
             pass
 
@@ -154,14 +153,20 @@ class ChatSession:
             pass
 
 
-def _event_message(event: Event) -> dict[str, Any]:
-    if isinstance(event, TextDelta):
-        return {"type": "token", "text": event.text}
-    if isinstance(event, Queued):
+class SocketMessages(EventReader[dict[str, Any]]):
+    """The message each event becomes on the socket (see the module doc)."""
+
+    def queued(self, event: Queued) -> dict[str, Any]:
         return {"type": "queued", "position": event.position}
-    if isinstance(event, PrefillProgress):
+
+    def progress(self, event: PrefillProgress) -> dict[str, Any]:
         return {"type": "progress", "processed": event.processed, "total": event.total}
-    if isinstance(event, Finished):
+
+    def text(self, event: TextDelta) -> dict[str, Any]:
+        return {"type": "token", "text": event.text}
+
+    def finished(self, event: Finished) -> dict[str, Any]:
+        # The page says why an answer ended early, so those reasons keep their own names.
         named = event.reason in (FinishReason.CANCELLED, FinishReason.SHUTDOWN)
         return {
             "type": "done",
@@ -169,4 +174,9 @@ def _event_message(event: Event) -> dict[str, Any]:
             "usage": usage_dict(event.usage),
             "timings": event.timings.as_dict(),
         }
-    return {"type": "error", **error_body(event.message, "server_error", code=event.code)}
+
+    def failed(self, event: Failed) -> dict[str, Any]:
+        return {"type": "error", **answer_failed(event).body}
+
+
+MESSAGES = SocketMessages()

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from fakes import fake_runtime
+from fakes import FakeEngine, fake_runtime
 from jisu.server import limits
 from jisu.server.app import create_app
 from jisu.server.protocol import ChatCompletionRequest
@@ -24,8 +24,13 @@ MB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def server():
-    with fake_runtime(parallel=2) as runtime:
+def fake_engine():
+    return FakeEngine()
+
+
+@pytest.fixture(scope="module")
+def server(fake_engine):
+    with fake_runtime(fake_engine, parallel=2) as runtime:
         app = create_app(runtime)
         with serving_in_thread(app) as (url, _):
             yield url, app
@@ -80,7 +85,7 @@ def test_special_tokens_in_user_content_stay_text(server):
     body = ChatCompletionRequest.model_validate(chat(messages=[{"role": "user", "content": text}]))
     prepared = app.state.serving.prepare_chat(body)
     specials = {runtime.tokenizer.tokenize(marker, special=True)[0] for marker in ("<|im_start|>", "<|im_end|>")}
-    markers = [t for t in prepared.prompt_tokens if t in specials]
+    markers = [t for t in prepared.prompt.tokens if t in specials]
     # system open/close, user open/close, assistant open: 5 markers, none from the user's text
     assert len(markers) == 5, markers
 
@@ -193,7 +198,7 @@ def test_server_still_serves_after_all_of_it(server):
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
     answer = httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).json()
     assert answer["choices"][0]["message"]["content"]
-    stats = app.state.serving.runtime.scheduler.stats()
+    stats = app.state.serving.runtime.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
 
 
@@ -206,11 +211,11 @@ class Recorder(logging.Handler):
         self.messages.append(record.getMessage() + str(record.exc_info and record.exc_info[1]))
 
 
-def test_client_leaving_a_non_streaming_request_cancels_it_cleanly(server):
+def test_client_leaving_a_non_streaming_request_cancels_it_cleanly(server, fake_engine):
     url, app = server
     errors = Recorder()
     logging.getLogger("uvicorn.error").addHandler(errors)  # uvicorn's loggers do not propagate
-    engine = app.state.serving.runtime.engine
+    engine = fake_engine
     engine.step_delay_s, engine.answer = 0.02, (lambda prompt: "word " * 500)
     try:
         body = json.dumps(chat(max_tokens=1500)).encode()
@@ -220,12 +225,12 @@ def test_client_leaving_a_non_streaming_request_cancels_it_cleanly(server):
                          b"application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             time.sleep(0.6)  # the answer is being generated; the client gives up
         deadline = time.monotonic() + 5
-        while app.state.serving.runtime.scheduler.stats()["running"] and time.monotonic() < deadline:
+        while app.state.serving.runtime.stats()["running"] and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         engine.step_delay_s, engine.answer = 0.0, (lambda prompt: "Hello from the fake model!")
         logging.getLogger("uvicorn.error").removeHandler(errors)
-    assert app.state.serving.runtime.scheduler.stats()["running"] == 0, "the answer was cancelled"
+    assert app.state.serving.runtime.stats()["running"] == 0, "the answer was cancelled"
     assert not errors.messages, errors.messages
     metrics = httpx.get(f"{url}/metrics").text
     assert 'jisu_requests_total{endpoint="chat",status="cancelled"} 1.0' in metrics

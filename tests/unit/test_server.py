@@ -190,7 +190,7 @@ def test_queue_overflow_is_503_with_retry_after(engine):
             import time
 
             deadline = time.monotonic() + 5
-            while runtime.scheduler.stats()["running"] == 0 and time.monotonic() < deadline:
+            while runtime.stats()["running"] == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             response = client.post("/v1/chat/completions", json=chat())
             first.join()
@@ -206,7 +206,7 @@ def test_full_queue_is_503_before_any_byte_and_counted(engine, stream):
     engine.answer = lambda p: "slow " * 200
     with fake_runtime(engine, parallel=1, max_queue=0) as runtime:
         with TestClient(create_app(runtime), base_url=LOCAL_URL) as client:
-            first = runtime.submit(runtime.chat_tokens([ChatMessage("user", "hi")]), SamplingParams(), lambda e: None)
+            first = runtime.start(runtime.prepare_chat([ChatMessage("user", "hi")], SamplingParams()), lambda e: None)
             response = client.post("/v1/chat/completions", json=chat(stream=stream))
             first.cancel()
             metrics = client.get("/metrics").text
@@ -270,7 +270,7 @@ def test_websocket_cancel_stops_the_answer(engine, client):
         assert event["type"] == "done" and event["finish_reason"] == "cancelled"
         assert 0 < event["usage"]["completion_tokens"] < 200
     runtime = client.app.state.serving.runtime
-    assert runtime.scheduler.stats()["running"] == 0
+    assert runtime.stats()["running"] == 0
 
 
 def test_websocket_errors_keep_the_socket_open(client):

@@ -63,7 +63,7 @@ def test_running_answers_get_a_final_event_when_the_server_stops():
     assert short_sse[-1] == "[DONE]"
     assert json.loads(short_sse[-2])["choices"][0]["finish_reason"] == "stop", "a short answer finished"
     assert stopped_after < GRACE_S + 5, stopped_after
-    assert runtime.scheduler.stats()["running"] == 0
+    assert runtime.stats()["running"] == 0
 
 
 def test_requests_during_the_drain_are_refused_with_503():
