@@ -11,7 +11,6 @@ DEFAULT_CTX_SIZE = 8192
 MAX_CTX_SIZE = 32768  # Qwen2.5's trained context
 DEFAULT_BATCH_SIZE = 512  # most tokens one llama_decode call may carry
 DEFAULT_PARALLEL = 4
-DEFAULT_PREFILL_CHUNK = 256
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
@@ -66,9 +65,9 @@ class EngineConfig:
 
     def uses_flash_attention(self) -> bool:
         """Off unless asked for (or needed by a quantized V cache, which llama.cpp requires).
-        On this CPU llama.cpp's flash attention re-reads K/V once per query head (Qwen2.5
-        shares each KV head among 7): decoding at 8k tokens of context ran at 3.7 tok/s
-        with it and 11 tok/s without. It prefills ~30% faster and needs less memory."""
+        On CPUs llama.cpp's flash attention re-reads K/V once per query head (Qwen2.5
+        shares each KV head among 7), so decoding deep in a long context is several
+        times slower with it (README: Long contexts). It needs less memory."""
         if self.flash_attention == "auto":
             return self.kv_cache_type != "f16"
         return self.flash_attention == "on"

@@ -86,10 +86,12 @@ class FakeEngine:
         started = time.monotonic()
         self.in_decode.set()
         try:
-            while time.monotonic() - started < self._step_time(slices):  # re-read: tests may shorten it
-                if self._interrupt.wait(0.001):  # like llama.cpp: the batch leaves nothing behind
+            while True:  # like llama.cpp: an armed interrupt stops even a step of no length
+                if self._interrupt.wait(0.001 if time.monotonic() - started < self._step_time(slices) else 0):
                     self.interrupted_batches.append(list(slices))
-                    raise StepInterrupted()
+                    raise StepInterrupted()  # the batch leaves nothing behind
+                if time.monotonic() - started >= self._step_time(slices):  # re-read: tests may shorten it
+                    break
         finally:
             self.in_decode.clear()
         with self.lock:
@@ -163,8 +165,8 @@ class ScriptedSampler:
     script: list[int]
     closed: bool = False
 
-    def sample(self, batch_index: int) -> int:
-        assert batch_index is not None, "sampled a slice that asked for no logits"
+    def sample(self, logits_row: int) -> int:
+        assert logits_row is not None, "sampled a slice that asked for no logits"
         return self.script.pop(0) if self.script else END_OF_TURN
 
     def close(self) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Sequence
 
 import llama_cpp.llama_cpp as C
-import numpy as np
 
 from jisu.config import MAX_CTX_SIZE, EngineConfig
 from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
@@ -132,7 +131,7 @@ class LlamaEngine:
         # One KV stream of ctx_size cells per sequence (llama.cpp rounds streams up to 256).
         # Separate streams keep attention to a sequence's own cells: with one shared
         # (unified) stream every sequence attends over everyone's cells, masked, and decoding
-        # 8 long conversations ran 2.5x slower on our 2-core machine.
+        # several long conversations is several times slower.
         per_sequence = -(-config.ctx_size // 256) * 256
         params.n_ctx = per_sequence * config.parallel
         params.n_batch = config.batch_size
@@ -188,18 +187,14 @@ class LlamaEngine:
         C.llama_model_desc(self.model, buffer, 256)
         return buffer.value.decode("utf-8", errors="replace")
 
-    def chat_template(self) -> str | None:
-        template = C.llama_model_chat_template(self.model, None)
-        return template.decode("utf-8") if template else None
-
     # ---- running the model -----------------------------------------------------------
 
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
-        """Run one forward pass over all slices. Returns, per slice, the batch index whose
-        logits can be sampled (None when the slice asked for no logits)."""
+        """Run one forward pass over all slices. Returns, per slice, the logits row (its
+        last token's index in the batch) a sampler reads, or None when it asked for none."""
         batch = self._batch
         n = 0
-        output_indices: list[int | None] = []
+        logit_rows: list[int | None] = []
         for piece in slices:
             if n + len(piece.tokens) > self.batch_capacity:
                 raise EngineError(f"batch of more than {self.batch_capacity} tokens")
@@ -212,9 +207,9 @@ class LlamaEngine:
                 n += 1
             if piece.want_logits and piece.tokens:
                 batch.logits[n - 1] = 1
-                output_indices.append(n - 1)
+                logit_rows.append(n - 1)
             else:
-                output_indices.append(None)
+                logit_rows.append(None)
         batch.n_tokens = n
         status = C.llama_decode(self.ctx, batch)
         if status == 2:
@@ -227,7 +222,7 @@ class LlamaEngine:
             raise EngineError("the KV cache is full: no free cells for this batch")
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
-        return output_indices
+        return logit_rows
 
     def interrupt(self) -> None:
         """Make the running decode() (or the next one, if none runs) stop early with
@@ -244,10 +239,6 @@ class LlamaEngine:
     def check_grammar(self, grammar: str, trigger: str | None = None) -> None:
         """Raise InvalidRequest unless llama.cpp accepts the grammar (any thread may call)."""
         C.llama_sampler_free(grammar_sampler(self.tokenizer.vocab, grammar, trigger))
-
-    def logits(self, batch_index: int) -> np.ndarray:
-        pointer = C.llama_get_logits_ith(self.ctx, batch_index)
-        return np.ctypeslib.as_array(pointer, shape=(self.tokenizer.n_vocab,)).copy()
 
     # ---- KV cache per sequence -------------------------------------------------------
 

@@ -29,13 +29,13 @@ class Sampler:
     The samplers are stateful (penalties remember recent tokens, the grammar its parse state,
     the RNG its position), so each sequence owns its own and frees them when done.
 
-    Speed, per token and sequence on this class of CPU: llama_sampler_sample copies all
-    151,936 logits into a candidate array and sorts for the top k (~0.8 ms). Where the result
-    only depends on the top candidates, numpy picks them from the logits in place (~0.1 ms)
-    and the chain runs over that shortlist; plain greedy decoding is one argmax (~0.02 ms).
-    A grammar checked against every token of the vocabulary costs ~40 ms, so, as llama.cpp's
-    own common sampler does, the token drawn freely is checked alone, and only when the
-    grammar refuses it is the draw repeated over the tokens the grammar allows.
+    Speed, per token and sequence: llama_sampler_sample copies all 151,936 logits into a
+    candidate array and sorts for the top k. Where the result only depends on the top
+    candidates, numpy picks them from the logits in place and the chain runs over that
+    shortlist; plain greedy decoding is one argmax. Checking a grammar against every token
+    of the vocabulary costs as much as a decode step, so, as llama.cpp's own common sampler
+    does, the token drawn freely is checked alone, and only when the grammar refuses it is
+    the draw repeated over the tokens the grammar allows (README: Structured output).
     """
 
     def __init__(self, params: SamplingParams, tokenizer: Tokenizer, ctx: C.llama_context_p,
@@ -99,9 +99,9 @@ class Sampler:
         self._add(C.llama_sampler_init_temp(params.temperature))
         self._add(C.llama_sampler_init_dist(self.seed))
 
-    def sample(self, batch_index: int) -> int:
-        """Pick the next token from the logits at `batch_index` of the last decode."""
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, batch_index), shape=(self._n_vocab,))
+    def sample(self, logits_row: int) -> int:
+        """Pick the next token from the logits decode() left at `logits_row`."""
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, logits_row), shape=(self._n_vocab,))
         if self._bias_ids is not None:
             logits[self._bias_ids] += self._bias_values  # llama.cpp's buffer, ours to edit
         if self._banned is not None:

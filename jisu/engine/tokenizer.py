@@ -40,8 +40,8 @@ class Tokenizer:
         return list(buffer[:count])
 
     def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
-        """A chat resends its whole history every turn, and llama.cpp tokenizes ~5 us a
-        token (9 ms for 1,800 tokens, on the server's event loop): segments seen before
+        """A chat resends its whole history every turn, and tokenizing all of it again would
+        hold the server's event loop for milliseconds each time: segments seen before
         come from a cache, so a turn tokenizes little more than its new message."""
         tokens: list[int] = []
         for segment in segments:
@@ -73,7 +73,7 @@ class Tokenizer:
 
     @functools.cached_property
     def end_of_generation_tokens(self) -> np.ndarray:
-        """Every token that ends a turn (Qwen has several); found once, in ~0.1 s."""
+        """Every token that ends a turn (Qwen has several); found once (a pass over the vocabulary)."""
         return np.array([t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64)
 
 

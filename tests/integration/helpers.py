@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jisu.runtime import Prompt
 from jisu.types import ChatMessage, Failed, Finished, SamplingParams, TextDelta
 
 
@@ -9,13 +10,16 @@ def run_chat(runtime, messages, **sampling) -> tuple[str, Finished]:
     """Generate one answer synchronously; fails the test on an engine error."""
     if isinstance(messages, str):
         messages = [ChatMessage("user", messages)]
-    tokens = runtime.chat_tokens(messages)
-    return run_tokens(runtime, tokens, **sampling)
+    return run_prompt(runtime, runtime.prepare_chat(messages, SamplingParams(**sampling)))
 
 
 def run_tokens(runtime, tokens, **sampling) -> tuple[str, Finished]:
+    return run_prompt(runtime, Prompt(tokens, SamplingParams(**sampling)))
+
+
+def run_prompt(runtime, prompt: Prompt) -> tuple[str, Finished]:
     text, finished = [], None
-    for event in runtime.stream(tokens, SamplingParams(**sampling)):
+    for event in runtime.stream(prompt):
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Finished):
