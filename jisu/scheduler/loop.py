@@ -27,9 +27,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from jisu.engine.protocol import BatchSlice, StepInterrupted
+from jisu.engine.text_assembler import TextAssembler
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
-from jisu.scheduler.request import Phase, Request, TextAssembler
+from jisu.scheduler.request import Phase, Request
 from jisu.scheduler.slots import SlotTable
 from jisu.types import (
     ContextOverflow,
@@ -226,7 +227,7 @@ class Scheduler:
                 self._retire(request)
                 request.emit(Failed(f"could not start generation: {error}"))
                 continue
-            request.text = TextAssembler(request.sampling.stop)
+            request.text_assembler = TextAssembler(request.sampling.stop)
             request.phase = Phase.PREFILL
             request.started_at = time.perf_counter()
             self._running.append(request)
@@ -259,7 +260,7 @@ class Scheduler:
             self._interruptible_step_running = interruptible
         started = time.perf_counter()
         try:
-            outputs = self.engine.decode(slices)
+            logit_rows = self.engine.decode(slices)
         except StepInterrupted:
             self.counters.steps_interrupted += 1
             return
@@ -270,7 +271,7 @@ class Scheduler:
         self._pacer.record(n_decoding, n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
 
-        for request, piece, output in zip(owners, slices, outputs):
+        for request, piece, logits_row in zip(owners, slices, logit_rows):
             request.n_past += len(piece.tokens)
             if request.phase is Phase.PREFILL:
                 self.counters.prompt_tokens_processed += len(piece.tokens)
@@ -279,7 +280,7 @@ class Scheduler:
                     continue
                 request.phase = Phase.DECODE
             try:
-                token = request.sampler.sample(output)
+                token = request.sampler.sample(logits_row)
             except Exception as error:  # e.g. a grammar with no way on: this request only
                 log.exception("sampling failed for request %s", request.id)
                 self._fail(request, f"could not pick the next token: {error}")
@@ -341,10 +342,10 @@ class Scheduler:
         request.generated.append(token)
         request.next_token = token
         self.counters.completion_tokens += 1
-        text = request.text.feed(self._tokenizer.piece(token))
+        text = request.text_assembler.feed(self._tokenizer.piece(token))
         if text:
             request.emit(TextDelta(text, [token]))
-        if request.text.stopped:
+        if request.text_assembler.stopped:
             self._finish(request, FinishReason.STOP)
         elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
             self._finish(request, FinishReason.LENGTH, next_turn_may_follow=True)
@@ -360,8 +361,8 @@ class Scheduler:
         self._retire(request)
         if was_running:
             self._running.remove(request)
-        if request.text is not None:
-            tail = request.text.finish()
+        if request.text_assembler is not None:
+            tail = request.text_assembler.finish()
             if tail:
                 request.emit(TextDelta(tail, []))
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
