@@ -10,9 +10,10 @@ from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.template import render_chat
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Scheduler
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Scheduler
 from jisu.scheduler.prefix_cache import common_prefix_length
 from jisu.scheduler.request import Request
+from jisu.scheduler.turns import ChatTurns
 from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ Only this thread calls the engine. Each step it
 Someone sending the next message of a chat should not wait for a step that only serves
 others: such a message interrupts a step of running answers, runs first, and the
 interrupted step is simply run again (see Scheduler.submit). And it should find as much of
-its prompt computed as can be known: when an answer ends, the end of its turn and the start
-of the next user message (`<|im_end|>\n<|im_start|>user\n` in ChatML) go into its KV at
-once, so that next message only runs its own words.
+its prompt computed as can be known: when an answer ends, the closing of its turn goes into
+its KV at once (see turns.py).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request
 from jisu.scheduler.slots import SlotTable
+from jisu.scheduler.turns import NO_TURN_MARKERS, AnswerEnd, ChatTurns
 from jisu.types import (
     ContextOverflow,
     Failed,
@@ -52,16 +52,6 @@ DEFAULT_HOST_CACHE_MB = 512
 SHORT_PROMPT_TOKENS = 64
 # New turns waiting together share one step up to this many prompt tokens.
 SHORT_TURNS_STEP_TOKENS = 2 * SHORT_PROMPT_TOKENS
-
-
-@dataclass(frozen=True)
-class ChatTurns:
-    """How the chat template marks turns, in tokens: a prompt ending with `reply_opening`
-    asks for an assistant's answer, and `closing` follows that answer in the chat's next
-    prompt (see the module doc)."""
-
-    reply_opening: tuple[int, ...] = ()
-    closing: tuple[int, ...] = ()
 
 
 class QueueFull(Exception):
@@ -85,7 +75,7 @@ class Counters:
     completion_tokens: int = 0
     steps: int = 0
     steps_interrupted: int = 0  # steps of running answers cut short by a new chat turn
-    turn_closing_tokens: int = 0  # run ahead of a conversation's next turn (see module doc)
+    turn_closing_tokens: int = 0  # run ahead of a conversation's next turn (see turns.py)
 
 
 class Scheduler:
@@ -95,7 +85,7 @@ class Scheduler:
         max_queue: int = DEFAULT_MAX_QUEUE,
         host_cache_bytes: int = DEFAULT_HOST_CACHE_MB * 10**6,
         reuse_prefixes: bool = True,
-        chat_turns: ChatTurns = ChatTurns(),
+        chat_turns: ChatTurns = NO_TURN_MARKERS,
     ) -> None:
         self.engine = engine
         self.max_queue = max_queue
@@ -110,7 +100,7 @@ class Scheduler:
         self._unfinished = 0  # submitted and not yet done: what admission counts
         self._pacer = StepPacer()
         self._interruptible_step_running = False
-        self._chat_turns = chat_turns if reuse_prefixes else ChatTurns()
+        self._chat_turns = chat_turns if reuse_prefixes else NO_TURN_MARKERS
         self._turns_to_close: list[tuple[Request, list[int]]] = []
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
@@ -204,6 +194,7 @@ class Scheduler:
                 self._waiting.remove(request)
         for request in cancelled + [r for r in self._running if r.cancelled]:
             self._finish(request, request.cancel_reason)
+            self._release(request, request.tokens_in_kv)  # its conversation may come back
 
     def _admit(self) -> None:
         while True:
@@ -337,7 +328,7 @@ class Scheduler:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
         if self._tokenizer.is_end_of_generation(token):  # ignore_eos: the sampler never picks one
-            self._finish(request, FinishReason.STOP, next_turn_may_follow=True)
+            self._end_answer(request, AnswerEnd.END_OF_TURN)
             return
         request.generated.append(token)
         request.next_token = token
@@ -346,43 +337,35 @@ class Scheduler:
         if text:
             request.emit(TextDelta(text, [token]))
         if request.text_assembler.stopped:
-            self._finish(request, FinishReason.STOP)
+            self._end_answer(request, AnswerEnd.STOP_STRING)
         elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
-            self._finish(request, FinishReason.LENGTH, next_turn_may_follow=True)
+            self._end_answer(request, AnswerEnd.MAX_TOKENS)
         elif request.n_past + 1 >= self.engine.ctx_size:
-            self._finish(request, FinishReason.LENGTH)
+            self._end_answer(request, AnswerEnd.CONTEXT_FULL)
 
-    def _finish(self, request: Request, reason: FinishReason, next_turn_may_follow: bool = False) -> None:
-        """End a request. `next_turn_may_follow`: its whole answer reached the client (no
-        stop string cut it), so the conversation's next prompt repeats it token for token."""
-        if request.phase is Phase.DONE:
-            return
-        was_running = request.phase is not Phase.WAITING
-        self._retire(request)
-        if was_running:
-            self._running.remove(request)
-        if request.text_assembler is not None:
-            tail = request.text_assembler.finish()
-            if tail:
-                request.emit(TextDelta(tail, []))
-        request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
-        if not was_running:
-            return
-        closing = self._closing_tokens(request) if next_turn_may_follow else []
+    def _end_answer(self, request: Request, end: AnswerEnd) -> None:
+        """A running answer ended on its own: its slot is freed now, or after the closing
+        of its turn has run (see _close_turns)."""
+        self._finish(request, end.finish_reason)
+        closing = self._chat_turns.tokens_to_close(request, end, self.engine.ctx_size)
         if closing:
             self._turns_to_close.append((request, closing))  # keeps its slot until then
         else:
             self._release(request, request.tokens_in_kv)
 
-    def _closing_tokens(self, request: Request) -> list[int]:
-        """What to run into a finished request's KV: the answer's last token if it was
-        sampled but not yet run, then the turn's closing. Nothing for a prompt that did not
-        ask for a chat answer (a raw completion): no next turn will follow it."""
-        opening, closing = self._chat_turns.reply_opening, self._chat_turns.closing
-        if not (opening and closing) or tuple(request.prompt_tokens[-len(opening):]) != opening:
-            return []
-        closing = (request.prompt_tokens + request.generated)[request.n_past:] + list(closing)
-        return closing if request.n_past + len(closing) < self.engine.ctx_size else []
+    def _finish(self, request: Request, reason: FinishReason) -> None:
+        """Send a request's last text and its Finished event; it stops counting against the
+        queue. Its slot, if it has one, is the caller's to free."""
+        if request.phase is Phase.DONE:
+            return
+        if request.phase is not Phase.WAITING:
+            self._running.remove(request)
+        self._retire(request)
+        if request.text_assembler is not None:
+            tail = request.text_assembler.finish()
+            if tail:
+                request.emit(TextDelta(tail, []))
+        request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
 
     def _close_turns(self) -> None:
         """One small step right after the answers ended, before anyone is admitted: their
