@@ -4,9 +4,9 @@ Only this thread calls the engine. Each step it
   1. drops cancelled requests (queued or running) and frees their slots,
   2. admits waiting requests while a slot is idle, each into the slot (or saved copy) that
      already holds the longest part of its prompt,
-  3. builds one batch: the next token of every decoding request, plus as much prompt
+  3. plans one batch: the next token of every decoding request, plus as much prompt
      prefill as fits in the step's time budget, so people receiving answers keep receiving
-     them while someone pastes a long document,
+     them while someone pastes a long document (see batch_plan.py),
   4. runs one `llama_decode`, samples, and hands each request its new text.
 
 Someone sending the next message of a chat should not wait for a step that only serves
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.engine.text_assembler import TextAssembler
+from jisu.scheduler.batch_plan import could_start_as_new_turn, plan_step
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
 from jisu.scheduler.request import Phase, Request
@@ -47,11 +48,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
-# A request with this few new prompt tokens (a chat turn after its prefix was reused) runs
-# ahead of the running answers; the tail of a long prompt does not, it keeps sharing steps.
-SHORT_PROMPT_TOKENS = 64
-# New turns waiting together share one step up to this many prompt tokens.
-SHORT_TURNS_STEP_TOKENS = 2 * SHORT_PROMPT_TOKENS
 
 
 class QueueFull(Exception):
@@ -124,16 +120,14 @@ class Scheduler:
             self._unfinished += 1
             self._waiting.append(request)
             self._wakeup.notify()
-            if self._interruptible_step_running and self._could_start_as_new_turn(request):
-                # The step only serves answers already streaming; at depth a step of eight
-                # takes ~0.3 s on two cores. Stopping it lets this turn start now, at the
-                # cost of that step's work, which is redone right after.
+            if self._interruptible_step_running and could_start_as_new_turn(
+                    self._slots.new_tokens_hint(request.prompt_tokens)):
+                # The step only serves answers already streaming, and deep in long
+                # conversations such a step is long enough to matter to someone waiting
+                # for a first token. Stopping it lets this turn start now, at the cost of
+                # that step's work, which is redone right after.
                 self.engine.interrupt()
         return request
-
-    def _could_start_as_new_turn(self, request: Request) -> bool:
-        new_tokens = self._slots.new_tokens_hint(request.prompt_tokens)
-        return new_tokens is not None and new_tokens <= SHORT_PROMPT_TOKENS
 
     def check_fits(self, prompt_tokens: int, max_tokens: int | None) -> None:
         """Raise ContextOverflow unless the prompt (and max_tokens) fit one conversation."""
@@ -239,30 +233,28 @@ class Scheduler:
                 request.emit(Queued(position))
 
     def _step(self) -> None:
-        slices, owners, n_decoding = self._plan_batch()
-        # Only steps of running answers give way (a new turn never shares a step with them,
-        # and the pacer keeps them short); a step of prompts alone may be a long document's
-        # chunk, seconds of work that would be lost.
-        interruptible = n_decoding > 0
+        plan = plan_step(self._running, self.engine.batch_capacity, self._pacer.prefill_budget,
+                         hold_back_last_token=self._slots.reuse_prefixes)
         with self._lock:
-            if interruptible and self._waiting and self._slots.idle():
+            if plan.interruptible and self._waiting and self._slots.idle():
                 return  # arrived since _admit: admit it before starting a step it would interrupt
             self.engine.clear_interrupt()
-            self._interruptible_step_running = interruptible
+            self._interruptible_step_running = plan.interruptible
         started = time.perf_counter()
         try:
-            logit_rows = self.engine.decode(slices)
+            logit_rows = self.engine.decode(plan.slices)
         except StepInterrupted:
             self.counters.steps_interrupted += 1
             return
         finally:
             with self._lock:
                 self._interruptible_step_running = False
-        n_prefill = sum(len(s.tokens) for s in slices) - n_decoding
-        self._pacer.record(n_decoding, n_prefill, time.perf_counter() - started)
+        self._pacer.record(plan.n_decoding, plan.n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
 
-        for request, piece, logits_row in zip(owners, slices, logit_rows):
+        if plan.holds_back is not None:  # only a step that ran has left a token out
+            plan.holds_back.last_token_held_back = True
+        for request, piece, logits_row in zip(plan.owners, plan.slices, logit_rows):
             request.n_past += len(piece.tokens)
             if request.phase is Phase.PREFILL:
                 self.counters.prompt_tokens_processed += len(piece.tokens)
@@ -270,6 +262,7 @@ class Scheduler:
                     request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
                     continue
                 request.phase = Phase.DECODE
+                request.last_token_held_back = False  # it has run: the prompt is done
             try:
                 token = request.sampler.sample(logits_row)
             except Exception as error:  # e.g. a grammar with no way on: this request only
@@ -277,52 +270,6 @@ class Scheduler:
                 self._fail(request, f"could not pick the next token: {error}")
                 continue
             self._accept(request, token)
-
-    def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
-        """One step's batch: every decoding answer's next token plus prompt chunks, or, when
-        someone has just sent a short message, only short prompts."""
-        held_back = [r for r in self._running if r.last_token_held_back]
-        if held_back:  # see below: this token is computed alone
-            request = held_back[0]
-            request.last_token_held_back = False
-            return [self._prompt_slice(request, 1)], [request], 0
-        prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL), key=_prefill_order)
-        decoding = [r for r in self._running if r.phase is Phase.DECODE]
-        short = [r for r in prefilling if _is_new_turn(r)]
-        if short and decoding:
-            # On a few cores a step is compute-bound: adding the running answers' tokens
-            # to a new turn's prefill makes the step as long as both done apart. Running
-            # new turns first brings their first token one whole step sooner, and costs
-            # each running answer a single pause of about one step.
-            prefilling, decoding = _turns_for_one_step(short), []
-        slices = [BatchSlice(r.slot.seq_id, [r.next_token], r.n_past, True) for r in decoding]
-        owners = list(decoding)
-        capacity = self.engine.batch_capacity - len(slices)
-        if decoding:  # people are waiting for tokens: keep the step short
-            capacity = min(capacity, self._pacer.prefill_budget(len(decoding)))
-        # see below; without prefix reuse there is no cached path to agree with
-        alone = len(self._running) == 1 and self._slots.reuse_prefixes
-        for request in prefilling:
-            if capacity <= 0:
-                break
-            take = min(capacity, request.prompt_remaining)
-            if request.wants_reproducible_output and alone and take == request.prompt_remaining > 1:
-                # Greedy or seeded answers should repeat. The last prompt token's logits
-                # differ in the last bits depending on what it is batched with, so a request
-                # running alone computes that token in a step of its own, next: a cold
-                # prompt and a reused one (the same request sent again) then compute it
-                # the same way, whoever arrives in between.
-                take -= 1
-                request.last_token_held_back = True
-            slices.append(self._prompt_slice(request, take))
-            owners.append(request)
-            capacity -= take
-        return slices, owners, len(decoding)
-
-    @staticmethod
-    def _prompt_slice(request: Request, take: int) -> BatchSlice:
-        chunk = request.prompt_tokens[request.n_past : request.n_past + take]
-        return BatchSlice(request.slot.seq_id, chunk, request.n_past, take == request.prompt_remaining)
 
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:
@@ -418,28 +365,3 @@ class Scheduler:
             request.emit(Failed("the server is shutting down", "server_shutdown"))
         self._running.clear()
 
-
-def _is_new_turn(request: Request) -> bool:
-    """A chat turn after its history was reused (or any short prompt), not a document."""
-    return request.new_prompt_tokens <= SHORT_PROMPT_TOKENS
-
-
-def _prefill_order(request: Request) -> tuple[int, float]:
-    """New chat turns first, in the order they came; then longer prompts, the one with the
-    least left first: a chat turn never waits behind a document."""
-    if _is_new_turn(request):
-        return (0, request.submitted_at)
-    return (1, request.prompt_remaining)
-
-
-def _turns_for_one_step(turns: list[Request]) -> list[Request]:
-    """The first waiting turns, whole, up to SHORT_TURNS_STEP_TOKENS. Turns that wait together
-    share a step: at 1,800 tokens of history two 20-token turns take 0.45 s together and
-    0.29 s each apart, so both answers start after 0.45 s instead of 0.29 s and 0.58 s."""
-    chosen, total = [], 0
-    for turn in turns:
-        if chosen and total + turn.prompt_remaining > SHORT_TURNS_STEP_TOKENS:
-            break
-        chosen.append(turn)
-        total += turn.prompt_remaining
-    return chosen

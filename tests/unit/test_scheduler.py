@@ -10,8 +10,7 @@ import pytest
 
 from fakes import FakeEngine, fake_runtime
 from jisu.engine.template import render_chat
-from jisu.scheduler.loop import QueueFull, _prefill_order, _turns_for_one_step
-from jisu.scheduler.request import Request
+from jisu.scheduler.loop import QueueFull
 from jisu.types import (
     ChatMessage,
     ContextOverflow,
@@ -250,24 +249,6 @@ def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
         wait_finished(document)
         wait_finished(running)
     assert engine.interrupted_batches == []
-
-
-def _turn(new_tokens: int, submitted_at: float, cached: int = 100) -> Request:
-    request = Request(list(range(cached + new_tokens)), GREEDY, lambda event: None)
-    request.cached_tokens = request.n_past = cached
-    request.submitted_at = submitted_at
-    return request
-
-
-def test_new_turns_go_first_in_arrival_order_and_share_a_step():
-    document = _turn(500, submitted_at=0.0, cached=0)
-    later, earlier, big = _turn(20, 2.0), _turn(21, 1.0), _turn(60, 3.0)
-    order = sorted([document, later, big, earlier], key=_prefill_order)
-    assert order == [earlier, later, big, document], "turns by arrival, then the document"
-    assert _turns_for_one_step(order[:3]) == [earlier, later, big]
-    first, second, third = _turn(60, 1.0), _turn(60, 2.0), _turn(20, 3.0)
-    assert _turns_for_one_step([first, second, third]) == [first, second], "whole turns, up to 128 tokens"
-    assert len(_turns_for_one_step([_turn(200, 1.0, cached=0)])) == 1, "one turn always runs"
 
 
 def test_queue_overflow_is_refused(engine):
