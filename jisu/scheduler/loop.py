@@ -188,7 +188,7 @@ class Scheduler:
                 self._waiting.remove(request)
         for request in cancelled + [r for r in self._running if r.cancelled]:
             self._finish(request, request.cancel_reason)
-            self._release(request, request.tokens_in_kv)  # its conversation may come back
+            self._release(request, request.tokens_in_kv)  # a queued one holds no slot yet
 
     def _admit(self) -> None:
         while True:
