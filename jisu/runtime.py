@@ -18,8 +18,9 @@ from jisu.engine.llama import LlamaEngine
 from jisu.engine.protocol import Engine, Tokenizer
 from jisu.engine.template import render_chat, turn_markers
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, ChatTurns, Counters, Scheduler
+from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Counters, Scheduler
 from jisu.scheduler.request import Request
+from jisu.scheduler.turns import ChatTurns
 from jisu.types import ChatMessage, Event, Failed, Finished, FinishReason, InvalidRequest, SamplingParams
 
 

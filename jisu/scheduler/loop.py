@@ -4,17 +4,16 @@ Only this thread calls the engine. Each step it
   1. drops cancelled requests (queued or running) and frees their slots,
   2. admits waiting requests while a slot is idle, each into the slot (or saved copy) that
      already holds the longest part of its prompt,
-  3. builds one batch: the next token of every decoding request, plus as much prompt
+  3. plans one batch: the next token of every decoding request, plus as much prompt
      prefill as fits in the step's time budget, so people receiving answers keep receiving
-     them while someone pastes a long document,
+     them while someone pastes a long document (see batch_plan.py),
   4. runs one `llama_decode`, samples, and hands each request its new text.
 
 Someone sending the next message of a chat should not wait for a step that only serves
 others: such a message interrupts a step of running answers, runs first, and the
 interrupted step is simply run again (see Scheduler.submit). And it should find as much of
-its prompt computed as can be known: when an answer ends, the end of its turn and the start
-of the next user message (`<|im_end|>\n<|im_start|>user\n` in ChatML) go into its KV at
-once, so that next message only runs its own words.
+its prompt computed as can be known: when an answer ends, the closing of its turn goes into
+its KV at once (see turns.py).
 """
 
 from __future__ import annotations
@@ -27,10 +26,13 @@ from collections import deque
 from dataclasses import dataclass
 
 from jisu.engine.protocol import BatchSlice, StepInterrupted
+from jisu.engine.text_assembler import TextAssembler
+from jisu.scheduler.batch_plan import could_start_as_new_turn, plan_step
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache
-from jisu.scheduler.request import Phase, Request, TextAssembler
+from jisu.scheduler.request import Phase, Request
 from jisu.scheduler.slots import SlotTable
+from jisu.scheduler.turns import NO_TURN_MARKERS, AnswerEnd, ChatTurns
 from jisu.types import (
     ContextOverflow,
     Failed,
@@ -46,21 +48,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_HOST_CACHE_MB = 512
-# A request with this few new prompt tokens (a chat turn after its prefix was reused) runs
-# ahead of the running answers; the tail of a long prompt does not, it keeps sharing steps.
-SHORT_PROMPT_TOKENS = 64
-# New turns waiting together share one step up to this many prompt tokens.
-SHORT_TURNS_STEP_TOKENS = 2 * SHORT_PROMPT_TOKENS
-
-
-@dataclass(frozen=True)
-class ChatTurns:
-    """How the chat template marks turns, in tokens: a prompt ending with `reply_opening`
-    asks for an assistant's answer, and `closing` follows that answer in the chat's next
-    prompt (see the module doc)."""
-
-    reply_opening: tuple[int, ...] = ()
-    closing: tuple[int, ...] = ()
 
 
 class QueueFull(Exception):
@@ -84,7 +71,7 @@ class Counters:
     completion_tokens: int = 0
     steps: int = 0
     steps_interrupted: int = 0  # steps of running answers cut short by a new chat turn
-    turn_closing_tokens: int = 0  # run ahead of a conversation's next turn (see module doc)
+    turn_closing_tokens: int = 0  # run ahead of a conversation's next turn (see turns.py)
 
 
 class Scheduler:
@@ -94,7 +81,7 @@ class Scheduler:
         max_queue: int = DEFAULT_MAX_QUEUE,
         host_cache_bytes: int = DEFAULT_HOST_CACHE_MB * 10**6,
         reuse_prefixes: bool = True,
-        chat_turns: ChatTurns = ChatTurns(),
+        chat_turns: ChatTurns = NO_TURN_MARKERS,
     ) -> None:
         self.engine = engine
         self.max_queue = max_queue
@@ -109,7 +96,7 @@ class Scheduler:
         self._unfinished = 0  # submitted and not yet done: what admission counts
         self._pacer = StepPacer()
         self._interruptible_step_running = False
-        self._chat_turns = chat_turns if reuse_prefixes else ChatTurns()
+        self._chat_turns = chat_turns if reuse_prefixes else NO_TURN_MARKERS
         self._turns_to_close: list[tuple[Request, list[int]]] = []
         self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
         self._thread.start()
@@ -133,16 +120,14 @@ class Scheduler:
             self._unfinished += 1
             self._waiting.append(request)
             self._wakeup.notify()
-            if self._interruptible_step_running and self._could_start_as_new_turn(request):
-                # The step only serves answers already streaming; at depth a step of eight
-                # takes ~0.3 s on two cores. Stopping it lets this turn start now, at the
-                # cost of that step's work, which is redone right after.
+            if self._interruptible_step_running and could_start_as_new_turn(
+                    self._slots.new_tokens_hint(request.prompt_tokens)):
+                # The step only serves answers already streaming, and deep in long
+                # conversations such a step is long enough to matter to someone waiting
+                # for a first token. Stopping it lets this turn start now, at the cost of
+                # that step's work, which is redone right after.
                 self.engine.interrupt()
         return request
-
-    def _could_start_as_new_turn(self, request: Request) -> bool:
-        new_tokens = self._slots.new_tokens_hint(request.prompt_tokens)
-        return new_tokens is not None and new_tokens <= SHORT_PROMPT_TOKENS
 
     def check_fits(self, prompt_tokens: int, max_tokens: int | None) -> None:
         """Raise ContextOverflow unless the prompt (and max_tokens) fit one conversation."""
@@ -203,6 +188,7 @@ class Scheduler:
                 self._waiting.remove(request)
         for request in cancelled + [r for r in self._running if r.cancelled]:
             self._finish(request, request.cancel_reason)
+            self._release(request, request.tokens_in_kv)  # a queued one holds no slot yet
 
     def _admit(self) -> None:
         while True:
@@ -226,7 +212,7 @@ class Scheduler:
                 self._retire(request)
                 request.emit(Failed(f"could not start generation: {error}"))
                 continue
-            request.text = TextAssembler(request.sampling.stop)
+            request.text_assembler = TextAssembler(request.sampling.stop)
             request.phase = Phase.PREFILL
             request.started_at = time.perf_counter()
             self._running.append(request)
@@ -247,30 +233,28 @@ class Scheduler:
                 request.emit(Queued(position))
 
     def _step(self) -> None:
-        slices, owners, n_decoding = self._plan_batch()
-        # Only steps of running answers give way (a new turn never shares a step with them,
-        # and the pacer keeps them short); a step of prompts alone may be a long document's
-        # chunk, seconds of work that would be lost.
-        interruptible = n_decoding > 0
+        plan = plan_step(self._running, self.engine.batch_capacity, self._pacer.prefill_budget,
+                         hold_back_last_token=self._slots.reuse_prefixes)
         with self._lock:
-            if interruptible and self._waiting and self._slots.idle():
+            if plan.interruptible and self._waiting and self._slots.idle():
                 return  # arrived since _admit: admit it before starting a step it would interrupt
             self.engine.clear_interrupt()
-            self._interruptible_step_running = interruptible
+            self._interruptible_step_running = plan.interruptible
         started = time.perf_counter()
         try:
-            outputs = self.engine.decode(slices)
+            logit_rows = self.engine.decode(plan.slices)
         except StepInterrupted:
             self.counters.steps_interrupted += 1
             return
         finally:
             with self._lock:
                 self._interruptible_step_running = False
-        n_prefill = sum(len(s.tokens) for s in slices) - n_decoding
-        self._pacer.record(n_decoding, n_prefill, time.perf_counter() - started)
+        self._pacer.record(plan.n_decoding, plan.n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
 
-        for request, piece, output in zip(owners, slices, outputs):
+        if plan.holds_back is not None:  # only a step that ran has left a token out
+            plan.holds_back.last_token_held_back = True
+        for request, piece, logits_row in zip(plan.owners, plan.slices, logit_rows):
             request.n_past += len(piece.tokens)
             if request.phase is Phase.PREFILL:
                 self.counters.prompt_tokens_processed += len(piece.tokens)
@@ -278,110 +262,57 @@ class Scheduler:
                     request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
                     continue
                 request.phase = Phase.DECODE
+                request.last_token_held_back = False  # it has run: the prompt is done
             try:
-                token = request.sampler.sample(output)
+                token = request.sampler.sample(logits_row)
             except Exception as error:  # e.g. a grammar with no way on: this request only
                 log.exception("sampling failed for request %s", request.id)
                 self._fail(request, f"could not pick the next token: {error}")
                 continue
             self._accept(request, token)
 
-    def _plan_batch(self) -> tuple[list[BatchSlice], list[Request], int]:
-        """One step's batch: every decoding answer's next token plus prompt chunks, or, when
-        someone has just sent a short message, only short prompts."""
-        held_back = [r for r in self._running if r.last_token_held_back]
-        if held_back:  # see below: this token is computed alone
-            request = held_back[0]
-            request.last_token_held_back = False
-            return [self._prompt_slice(request, 1)], [request], 0
-        prefilling = sorted((r for r in self._running if r.phase is Phase.PREFILL), key=_prefill_order)
-        decoding = [r for r in self._running if r.phase is Phase.DECODE]
-        short = [r for r in prefilling if _is_new_turn(r)]
-        if short and decoding:
-            # On a few cores a step is compute-bound: adding the running answers' tokens
-            # to a new turn's prefill makes the step as long as both done apart. Running
-            # new turns first brings their first token one whole step sooner, and costs
-            # each running answer a single pause of about one step.
-            prefilling, decoding = _turns_for_one_step(short), []
-        slices = [BatchSlice(r.slot.seq_id, [r.next_token], r.n_past, True) for r in decoding]
-        owners = list(decoding)
-        capacity = self.engine.batch_capacity - len(slices)
-        if decoding:  # people are waiting for tokens: keep the step short
-            capacity = min(capacity, self._pacer.prefill_budget(len(decoding)))
-        # see below; without prefix reuse there is no cached path to agree with
-        alone = len(self._running) == 1 and self._slots.reuse_prefixes
-        for request in prefilling:
-            if capacity <= 0:
-                break
-            take = min(capacity, request.prompt_remaining)
-            if request.wants_reproducible_output and alone and take == request.prompt_remaining > 1:
-                # Greedy or seeded answers should repeat. The last prompt token's logits
-                # differ in the last bits depending on what it is batched with, so a request
-                # running alone computes that token in a step of its own, next: a cold
-                # prompt and a reused one (the same request sent again) then compute it
-                # the same way, whoever arrives in between.
-                take -= 1
-                request.last_token_held_back = True
-            slices.append(self._prompt_slice(request, take))
-            owners.append(request)
-            capacity -= take
-        return slices, owners, len(decoding)
-
-    @staticmethod
-    def _prompt_slice(request: Request, take: int) -> BatchSlice:
-        chunk = request.prompt_tokens[request.n_past : request.n_past + take]
-        return BatchSlice(request.slot.seq_id, chunk, request.n_past, take == request.prompt_remaining)
-
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
         if self._tokenizer.is_end_of_generation(token):  # ignore_eos: the sampler never picks one
-            self._finish(request, FinishReason.STOP, next_turn_may_follow=True)
+            self._end_answer(request, AnswerEnd.END_OF_TURN)
             return
         request.generated.append(token)
         request.next_token = token
         self.counters.completion_tokens += 1
-        text = request.text.feed(self._tokenizer.piece(token))
+        text = request.text_assembler.feed(self._tokenizer.piece(token))
         if text:
             request.emit(TextDelta(text, [token]))
-        if request.text.stopped:
-            self._finish(request, FinishReason.STOP)
+        if request.text_assembler.stopped:
+            self._end_answer(request, AnswerEnd.STOP_STRING)
         elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
-            self._finish(request, FinishReason.LENGTH, next_turn_may_follow=True)
+            self._end_answer(request, AnswerEnd.MAX_TOKENS)
         elif request.n_past + 1 >= self.engine.ctx_size:
-            self._finish(request, FinishReason.LENGTH)
+            self._end_answer(request, AnswerEnd.CONTEXT_FULL)
 
-    def _finish(self, request: Request, reason: FinishReason, next_turn_may_follow: bool = False) -> None:
-        """End a request. `next_turn_may_follow`: its whole answer reached the client (no
-        stop string cut it), so the conversation's next prompt repeats it token for token."""
-        if request.phase is Phase.DONE:
-            return
-        was_running = request.phase is not Phase.WAITING
-        self._retire(request)
-        if was_running:
-            self._running.remove(request)
-        if request.text is not None:
-            tail = request.text.finish()
-            if tail:
-                request.emit(TextDelta(tail, []))
-        request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
-        if not was_running:
-            return
-        closing = self._closing_tokens(request) if next_turn_may_follow else []
+    def _end_answer(self, request: Request, end: AnswerEnd) -> None:
+        """A running answer ended on its own: its slot is freed now, or after the closing
+        of its turn has run (see _close_turns)."""
+        self._finish(request, end.finish_reason)
+        closing = self._chat_turns.tokens_to_close(request, end, self.engine.ctx_size)
         if closing:
             self._turns_to_close.append((request, closing))  # keeps its slot until then
         else:
             self._release(request, request.tokens_in_kv)
 
-    def _closing_tokens(self, request: Request) -> list[int]:
-        """What to run into a finished request's KV: the answer's last token if it was
-        sampled but not yet run, then the turn's closing. Nothing for a prompt that did not
-        ask for a chat answer (a raw completion): no next turn will follow it."""
-        opening, closing = self._chat_turns.reply_opening, self._chat_turns.closing
-        if not (opening and closing) or tuple(request.prompt_tokens[-len(opening):]) != opening:
-            return []
-        closing = (request.prompt_tokens + request.generated)[request.n_past:] + list(closing)
-        return closing if request.n_past + len(closing) < self.engine.ctx_size else []
+    def _finish(self, request: Request, reason: FinishReason) -> None:
+        """Send a request's last text and its Finished event; it stops counting against the
+        queue. Its slot, if it has one, is the caller's to free."""
+        if request.phase is Phase.DONE:
+            return
+        if request.phase is not Phase.WAITING:
+            self._running.remove(request)
+        self._retire(request)
+        if request.text_assembler is not None:
+            tail = request.text_assembler.finish()
+            if tail:
+                request.emit(TextDelta(tail, []))
+        request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
 
     def _close_turns(self) -> None:
         """One small step right after the answers ended, before anyone is admitted: their
@@ -434,28 +365,3 @@ class Scheduler:
             request.emit(Failed("the server is shutting down", "server_shutdown"))
         self._running.clear()
 
-
-def _is_new_turn(request: Request) -> bool:
-    """A chat turn after its history was reused (or any short prompt), not a document."""
-    return request.new_prompt_tokens <= SHORT_PROMPT_TOKENS
-
-
-def _prefill_order(request: Request) -> tuple[int, float]:
-    """New chat turns first, in the order they came; then longer prompts, the one with the
-    least left first: a chat turn never waits behind a document."""
-    if _is_new_turn(request):
-        return (0, request.submitted_at)
-    return (1, request.prompt_remaining)
-
-
-def _turns_for_one_step(turns: list[Request]) -> list[Request]:
-    """The first waiting turns, whole, up to SHORT_TURNS_STEP_TOKENS. Turns that wait together
-    share a step: at 1,800 tokens of history two 20-token turns take 0.45 s together and
-    0.29 s each apart, so both answers start after 0.45 s instead of 0.29 s and 0.58 s."""
-    chosen, total = [], 0
-    for turn in turns:
-        if chosen and total + turn.prompt_remaining > SHORT_TURNS_STEP_TOKENS:
-            break
-        chosen.append(turn)
-        total += turn.prompt_remaining
-    return chosen

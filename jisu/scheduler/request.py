@@ -9,12 +9,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from jisu.engine.detok import IncrementalDetokenizer
-from jisu.engine.stops import StopStringMatcher
 from jisu.types import Event, FinishReason, SamplingParams, Timings, Usage
 
 if TYPE_CHECKING:
     from jisu.engine.sampling import Sampler
+    from jisu.engine.text_assembler import TextAssembler
     from jisu.scheduler.slots import Slot
 
 _request_numbers = itertools.count(1)
@@ -25,24 +24,6 @@ class Phase(enum.Enum):
     PREFILL = "prefill"  # prompt being processed, chunk by chunk
     DECODE = "decode"  # one new token per step
     DONE = "done"
-
-
-class TextAssembler:
-    """Token bytes in, displayable text out: UTF-8 safe, with stop strings held back."""
-
-    def __init__(self, stop_strings: list[str]) -> None:
-        self._detokenizer = IncrementalDetokenizer()
-        self._stops = StopStringMatcher(stop_strings)
-
-    @property
-    def stopped(self) -> bool:
-        return self._stops.stopped
-
-    def feed(self, piece: bytes) -> str:
-        return self._stops.feed(self._detokenizer.feed(piece))
-
-    def finish(self) -> str:
-        return self._stops.feed(self._detokenizer.finish()) + self._stops.flush()
 
 
 @dataclass(eq=False)
@@ -60,7 +41,7 @@ class Request:
     next_token: int | None = None  # sampled, not yet fed through the model
     last_token_held_back: bool = False  # the prompt's last token runs in the next step, alone
     sampler: Sampler | None = None
-    text: TextAssembler | None = None
+    text_assembler: TextAssembler | None = None  # its answer so far, as its client sees it
     queue_position: int | None = None
 
     submitted_at: float = field(default_factory=time.perf_counter)

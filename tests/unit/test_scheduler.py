@@ -10,8 +10,7 @@ import pytest
 
 from fakes import FakeEngine, fake_runtime
 from jisu.engine.template import render_chat
-from jisu.scheduler.loop import QueueFull, _prefill_order, _turns_for_one_step
-from jisu.scheduler.request import Request
+from jisu.scheduler.loop import QueueFull
 from jisu.types import (
     ChatMessage,
     ContextOverflow,
@@ -79,12 +78,20 @@ def prompt(runtime, text: str) -> list[int]:
 
 
 def test_answer_streams_and_finishes_with_usage(runtime):
-    text, events = collect(runtime, prompt(runtime, "hi"))
+    tokens = prompt(runtime, "hi")
+    request, events = submit(runtime, tokens)
+    seen = wait_finished(events)
+    text = "".join(e.text for e in seen if isinstance(e, TextDelta))
     assert text == "Hello from the fake model!"
-    finished = events[-1]
+    finished = seen[-1]
     assert isinstance(finished, Finished) and finished.reason is FinishReason.STOP
-    assert finished.usage.completion_tokens == len(text)
-    assert finished.timings.time_to_first_token_s > 0
+    assert finished.usage.prompt_tokens == len(tokens)
+    assert finished.usage.completion_tokens == finished.timings.completion_tokens == len(text)
+    # the timings are read off the request's clock, stamped as it moved on
+    assert request.submitted_at <= request.started_at <= request.first_token_at, \
+        "admission and the first token must each be stamped when they happen"
+    assert finished.timings.time_to_first_token_s == request.first_token_at - request.submitted_at
+    assert finished.timings.prefill_s == request.first_token_at - request.started_at
 
 
 def test_requests_run_together_in_one_batch(engine):
@@ -98,14 +105,26 @@ def test_requests_run_together_in_one_batch(engine):
 
 
 def test_a_finished_request_leaves_without_waiting_for_others(engine):
-    engine.answer = lambda p: "x" * (3 if "short" in p else 60)
-    engine.step_delay_s = 0.005
+    engine.answer = lambda p: "x" * (3 if "short" in p else 1500)
+    engine.step_delay_s = 0.002
+    seen: list[tuple[str, object]] = []  # both sinks run on the engine thread: one order
+
+    def events_of(who):
+        return [e for name, e in list(seen) if name == who]
+
+    def streamed_after_short_finished():
+        snapshot = list(seen)
+        ends = [i for i, (name, e) in enumerate(snapshot) if name == "short" and isinstance(e, Finished)]
+        return bool(ends) and any(name == "long" and isinstance(e, TextDelta) for name, e in snapshot[ends[0]:])
+
     with fake_runtime(engine, parallel=2) as runtime:
-        _, long_events = submit(runtime, prompt(runtime, "long"))
-        _, short_events = submit(runtime, prompt(runtime, "short"))
-        wait_finished(short_events)
-        assert long_events.qsize() < 60, "the short answer finished while the long one still runs"
-        wait_finished(long_events)
+        long_answer = runtime.submit(prompt(runtime, "long"), GREEDY, lambda e: seen.append(("long", e)))
+        wait_until(lambda: any(isinstance(e, TextDelta) for e in events_of("long")))
+        runtime.submit(prompt(runtime, "short"), GREEDY, lambda e: seen.append(("short", e)))
+        wait_until(streamed_after_short_finished)  # the long answer still streaming after it
+        long_answer.cancel()
+        wait_until(lambda: any(isinstance(e, Finished) for e in events_of("long")))
+    assert "".join(e.text for e in events_of("short") if isinstance(e, TextDelta)) == "xxx"
 
 
 def test_max_tokens_and_stop_strings(runtime):
@@ -195,35 +214,41 @@ def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
 
 
 def next_turn_while_another_answer_streams(runtime, engine, answer_length):
-    """A chat whose first turn is cached, and someone else's answer streaming: returns the
-    chat's next turn (tokens) and the streaming answer's events."""
+    """A chat whose first turn is cached (and closed), and someone else's answer streaming:
+    returns the chat's next turn (tokens), the streaming answer and its events."""
     chat = [ChatMessage("user", "first question")]
     answer, _ = collect(runtime, runtime.chat_tokens(chat))
-    engine.answer = lambda p: "y" * answer_length
-    _, running = submit(runtime, prompt(runtime, "someone else's answer"))
+    engine.answer = lambda p: "y" * answer_length if "someone else" in p else "ok"
+    request, running = submit(runtime, prompt(runtime, "someone else's answer"))
     wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
     chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
-    return runtime.chat_tokens(chat), running
+    return runtime.chat_tokens(chat), request, running
 
 
 def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
     with fake_runtime(engine, parallel=3) as runtime:
-        next_turn_tokens, running = next_turn_while_another_answer_streams(runtime, engine, 60)
+        next_turn_tokens, answer, running = next_turn_while_another_answer_streams(runtime, engine, 1500)
+        answer_seq = answer.slot.seq_id
         engine.batches.clear()
         _, next_turn = submit(runtime, next_turn_tokens)
         wait_finished(next_turn)
+        streamed = running.qsize()
+        wait_until(lambda: running.qsize() > streamed)  # still streaming: it ran all along
+        answer.cancel()
         wait_finished(running)
-    prefill_steps = [b for b in engine.batches  # (a step wanting no logits closes finished turns)
-                     if any(len(s.tokens) > 1 for s in b) and any(s.want_logits for s in b)]
-    assert len(prefill_steps) == 1 and len(prefill_steps[0]) == 1, \
-        "the new turn's prefill should be one step of its own, without the running answer's token"
+    # the turn's prompt: its slices below the prompt's end (its answer's decode lies beyond)
+    turn_steps = [b for b in engine.batches
+                  if any(s.seq_id != answer_seq and s.start_pos < len(next_turn_tokens) for s in b)]
+    assert len(turn_steps) == 1, "the new turn's few prompt tokens run in one step"
+    assert [s.seq_id != answer_seq for s in turn_steps[0]] == [True], \
+        "the new turn's prefill should be a step of its own, without the running answer's token"
 
 
 def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
     with fake_runtime(engine, parallel=3) as runtime:
-        next_turn_tokens, running = next_turn_while_another_answer_streams(runtime, engine, 20)
+        next_turn_tokens, _, running = next_turn_while_another_answer_streams(runtime, engine, 20)
         engine.decode_step_extra_s = 60  # the answer's steps now end only when interrupted
         assert engine.in_decode.wait(5)
         steps_before = len(engine.batches)  # none completes while the engine waits in decode
@@ -250,24 +275,6 @@ def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
         wait_finished(document)
         wait_finished(running)
     assert engine.interrupted_batches == []
-
-
-def _turn(new_tokens: int, submitted_at: float, cached: int = 100) -> Request:
-    request = Request(list(range(cached + new_tokens)), GREEDY, lambda event: None)
-    request.cached_tokens = request.n_past = cached
-    request.submitted_at = submitted_at
-    return request
-
-
-def test_new_turns_go_first_in_arrival_order_and_share_a_step():
-    document = _turn(500, submitted_at=0.0, cached=0)
-    later, earlier, big = _turn(20, 2.0), _turn(21, 1.0), _turn(60, 3.0)
-    order = sorted([document, later, big, earlier], key=_prefill_order)
-    assert order == [earlier, later, big, document], "turns by arrival, then the document"
-    assert _turns_for_one_step(order[:3]) == [earlier, later, big]
-    first, second, third = _turn(60, 1.0), _turn(60, 2.0), _turn(20, 3.0)
-    assert _turns_for_one_step([first, second, third]) == [first, second], "whole turns, up to 128 tokens"
-    assert len(_turns_for_one_step([_turn(200, 1.0, cached=0)])) == 1, "one turn always runs"
 
 
 def test_queue_overflow_is_refused(engine):
@@ -340,6 +347,14 @@ def test_cancel_frees_everything(engine, phase):
     engine.step_delay_s = 0.01
     engine.answer = lambda p: "z" * 500
     engine.batch_capacity = 16  # a long prompt takes many steps
+    samplers = []
+    make_sampler = engine.new_sampler
+
+    def recorded_sampler(params, tokens):
+        samplers.append(make_sampler(params, tokens))
+        return samplers[-1]
+
+    engine.new_sampler = recorded_sampler
     with fake_runtime(engine, parallel=1) as runtime:
         blocker, blocker_events = submit(runtime, prompt(runtime, "first"))
         if phase != "queued":
@@ -353,13 +368,22 @@ def test_cancel_frees_everything(engine, phase):
         else:
             wait_streaming(events)
         target.cancel()
-        finished = wait_finished(events)[-1]
-        assert isinstance(finished, Finished) and finished.reason is FinishReason.CANCELLED
+        seen = wait_finished(events)
+        assert isinstance(seen[-1], Finished) and seen[-1].reason is FinishReason.CANCELLED
         if phase == "queued":
+            assert len(samplers) == 1, "a request cancelled while queued must never start"
+            assert not any(isinstance(e, (PrefillProgress, TextDelta)) for e in seen)
             blocker.cancel()
             wait_finished(blocker_events)
-        wait_until(lambda: runtime.scheduler.stats()["running"] == 0)
-        assert runtime.scheduler.stats()["queued"] == 0
+        elif phase == "prefill":
+            assert not any(isinstance(e, TextDelta) for e in seen), \
+                "cancellation is checked every step: the prompt must not run to its end"
+        else:
+            assert len("".join(e.text for e in seen if isinstance(e, TextDelta))) < 500
+        wait_until(lambda: runtime.scheduler.stats()["slots_in_use"] == 0)
+        stats = runtime.scheduler.stats()
+        assert (stats["running"], stats["queued"]) == (0, 0)
+        assert all(sampler.closed for sampler in samplers), "every sampler is closed with its request"
 
 
 def test_engine_failure_fails_requests_but_not_the_engine_thread(engine):
