@@ -11,6 +11,8 @@ DEFAULT_CTX_SIZE = 8192
 MAX_CTX_SIZE = 32768  # Qwen2.5's trained context
 DEFAULT_BATCH_SIZE = 512  # most tokens one llama_decode call may carry
 DEFAULT_PARALLEL = 4
+DEFAULT_MAX_QUEUE = 64  # requests that may wait when every slot is busy
+DEFAULT_HOST_CACHE_MB = 512  # conversations kept in RAM when they no longer fit a slot
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 

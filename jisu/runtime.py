@@ -13,12 +13,12 @@ import queue
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from jisu.config import EngineConfig
+from jisu.config import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.protocol import Engine, Tokenizer
 from jisu.engine.template import render_chat, turn_markers
 from jisu.models.resolve import ResolvedModel
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, Counters, Scheduler
+from jisu.scheduler.loop import Counters, Scheduler
 from jisu.scheduler.request import Request
 from jisu.scheduler.turns import ChatTurns
 from jisu.types import ChatMessage, Event, Failed, Finished, FinishReason, InvalidRequest, SamplingParams

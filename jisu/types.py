@@ -52,6 +52,18 @@ class ContextOverflow(InvalidRequest):
         self.context_size = context_size
 
 
+class QueueFull(Exception):
+    """More requests are waiting than --max-queue allows."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"server busy: {waiting} requests already waiting")
+        self.waiting = waiting
+
+
+class SchedulerClosed(Exception):
+    """The engine takes no more requests: it is shutting down."""
+
+
 @dataclass
 class ChatMessage:
     role: str

@@ -13,12 +13,15 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
-from jisu.engine.template import Segment
+from jisu.engine.template import Segment, turn_markers
 from jisu.runtime import ModelInfo, Runtime
+from jisu.scheduler.loop import Scheduler
+from jisu.scheduler.turns import ChatTurns
 from jisu.types import InvalidRequest, SamplingParams
 
 SPECIALS = {"<|im_start|>": 256, "<|im_end|>": 257, "<|endoftext|>": 258}
@@ -171,6 +174,23 @@ class ScriptedSampler:
 
     def close(self) -> None:
         self.closed = True
+
+
+@contextmanager
+def fake_scheduler(engine: FakeEngine | None = None, parallel: int | None = None, max_queue: int = 64,
+                   host_cache_mb: int = 512, reuse_prefixes: bool = True) -> Iterator[Scheduler]:
+    """A scheduler on the fake engine, with the chat template's turn markers (as Runtime
+    builds it), closed after use: for tests of the scheduler itself."""
+    engine = engine or FakeEngine()
+    if parallel is not None:
+        engine.n_sequences = parallel
+    opening, closing = turn_markers(engine.tokenizer)
+    scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
+                          chat_turns=ChatTurns(tuple(opening), tuple(closing)))
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
 
 
 def fake_runtime(engine: FakeEngine | None = None, parallel: int | None = None, **options) -> Runtime:

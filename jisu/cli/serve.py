@@ -8,8 +8,14 @@ from pathlib import Path
 import click
 
 from jisu.cli.common import UserError, load_runtime, model_options, reports_user_errors
-from jisu.config import DEFAULT_HOST, DEFAULT_PARALLEL, DEFAULT_PORT, jisu_home
-from jisu.scheduler.loop import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
+from jisu.config import (
+    DEFAULT_HOST,
+    DEFAULT_HOST_CACHE_MB,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_PARALLEL,
+    DEFAULT_PORT,
+    jisu_home,
+)
 from jisu.server.access import LOCAL_USER, AccessPolicy, is_loopback, split_host_port
 from jisu.server.keys import GENERATED_KEY_FILE, KeyConfigError, collect_keys, generated_key
 from jisu.server.runner import DEFAULT_SHUTDOWN_GRACE_S

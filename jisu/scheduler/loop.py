@@ -25,6 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from jisu.config import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
 from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.engine.text_assembler import TextAssembler
 from jisu.scheduler.batch_plan import could_start_as_new_turn, plan_step
@@ -41,26 +42,12 @@ from jisu.types import (
     InvalidRequest,
     PrefillProgress,
     Queued,
+    QueueFull,
+    SchedulerClosed,
     TextDelta,
 )
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_QUEUE = 64
-DEFAULT_HOST_CACHE_MB = 512
-
-
-class QueueFull(Exception):
-    """More requests are waiting than --max-queue allows."""
-
-    def __init__(self, waiting: int) -> None:
-        super().__init__(f"server busy: {waiting} requests already waiting")
-        self.waiting = waiting
-
-
-class SchedulerClosed(Exception):
-    pass
-
 
 @dataclass
 class Counters:

@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jisu.scheduler.loop import QueueFull, SchedulerClosed
-from jisu.types import ContextOverflow, Failed, InvalidRequest
+from jisu.types import ContextOverflow, Failed, InvalidRequest, QueueFull, SchedulerClosed
 
 RETRY_AFTER_S = 2
 

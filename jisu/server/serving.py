@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 from jisu.runtime import Generation, Prompt, Runtime
-from jisu.scheduler.loop import SchedulerClosed
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
@@ -23,6 +22,7 @@ from jisu.types import (
     InvalidRequest,
     PrefillProgress,
     Queued,
+    SchedulerClosed,
     TextDelta,
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 
+import llama_cpp.llama_cpp as C
 import numpy as np
 import pytest
 
@@ -16,8 +17,8 @@ from helpers import run_chat, run_tokens
 from jisu.config import EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.protocol import BatchSlice, StepInterrupted
-from jisu.engine.template import render_chat
-from jisu.runtime import Runtime, chat_turns
+from jisu.engine.template import render_chat, turn_markers
+from jisu.runtime import Runtime
 from jisu.types import ChatMessage, Finished, SamplingParams
 
 # Measured on the stand-in model (logits span about -13..20): alone vs in a batch of four
@@ -52,10 +53,16 @@ def assert_logits_agree(expected: np.ndarray, actual: np.ndarray, what: str) -> 
     assert kl < MAX_KL, f"{what}: KL divergence {kl:.5f}"
 
 
+def logits(engine: LlamaEngine, row: int) -> np.ndarray:
+    """A copy of the logits decode() left at `row` (what the engine's sampler reads)."""
+    pointer = C.llama_get_logits_ith(engine.ctx, row)
+    return np.ctypeslib.as_array(pointer, shape=(engine.tokenizer.n_vocab,)).copy()
+
+
 def first_logits_alone(engine, tokens, seq=0):
     engine.forget(seq)
     out = engine.decode([BatchSlice(seq, tokens, 0, True)])
-    return engine.logits(out[0])
+    return logits(engine, out[0])
 
 
 def test_first_token_logits_agree_alone_and_batched(engine):
@@ -66,7 +73,7 @@ def test_first_token_logits_agree_alone_and_batched(engine):
     others = [chat_ids(engine, [ChatMessage("user", text)]) for text in OTHERS]
     outputs = engine.decode([BatchSlice(0, tokens, 0, True)] +
                             [BatchSlice(i + 1, t, 0, True) for i, t in enumerate(others)])
-    assert_logits_agree(alone, engine.logits(outputs[0]), "alone vs batched with three others")
+    assert_logits_agree(alone, logits(engine, outputs[0]), "alone vs batched with three others")
 
 
 def test_reused_prefix_gives_the_same_logits_as_a_cold_prompt(engine):
@@ -81,7 +88,7 @@ def test_reused_prefix_gives_the_same_logits_as_a_cold_prompt(engine):
     engine.forget(1)
     engine.decode([BatchSlice(1, full[:shared], 0, False)])  # the earlier turn, already cached
     out = engine.decode([BatchSlice(1, full[shared:], shared, True)])
-    assert_logits_agree(cold, engine.logits(out[0]), "cold prompt vs reused prefix")
+    assert_logits_agree(cold, logits(engine, out[0]), "cold prompt vs reused prefix")
 
 
 def test_saved_and_restored_kv_continues_identically(engine):
@@ -89,10 +96,10 @@ def test_saved_and_restored_kv_continues_identically(engine):
     engine.forget(2)
     engine.decode([BatchSlice(2, tokens[:-1], 0, False)])
     saved = engine.save_sequence(2)
-    direct = engine.logits(engine.decode([BatchSlice(2, tokens[-1:], len(tokens) - 1, True)])[0])
+    direct = logits(engine, engine.decode([BatchSlice(2, tokens[-1:], len(tokens) - 1, True)])[0])
     engine.forget(2)
     engine.restore_sequence(3, saved)
-    restored = engine.logits(engine.decode([BatchSlice(3, tokens[-1:], len(tokens) - 1, True)])[0])
+    restored = logits(engine, engine.decode([BatchSlice(3, tokens[-1:], len(tokens) - 1, True)])[0])
     assert np.array_equal(direct, restored), "a restored KV copy must be bit-identical"
 
 
@@ -101,8 +108,8 @@ def test_greedy_answer_is_the_same_alone_and_alongside_three_others(runtime):
     sinks = []
     for text in OTHERS:
         events: queue.Queue = queue.Queue()
-        runtime.submit(runtime.chat_tokens([ChatMessage("user", text)]),
-                       SamplingParams(temperature=0, max_tokens=48), events.put)
+        runtime.start(runtime.prepare_chat([ChatMessage("user", text)], SamplingParams(temperature=0, max_tokens=48)),
+                      events.put)
         sinks.append(events)
     together, _ = run_chat(runtime, PROMPT, temperature=0, max_tokens=32)
     for events in sinks:
@@ -124,11 +131,11 @@ def test_cached_conversation_answers_like_a_cold_engine(runtime, standin_model):
 
 
 def test_ten_turn_conversation_processes_only_each_new_turn(runtime):
-    counters = runtime.scheduler.counters
+    counters = runtime.counters
     messages = [ChatMessage("system", "You are a terse assistant. Answer in a few words.")]
     for turn in range(10):
         messages.append(ChatMessage("user", f"Turn {turn}: name a color."))
-        tokens = runtime.chat_tokens(messages)
+        tokens = runtime.tokenizer.tokenize_segments(render_chat(messages))
         before = counters.prompt_tokens_processed
         answer, finished = run_tokens(runtime, tokens, temperature=0, max_tokens=12)
         processed = counters.prompt_tokens_processed - before
@@ -144,10 +151,10 @@ def test_ten_turn_conversation_processes_only_each_new_turn(runtime):
 
 
 def test_chat_turn_markers_are_chatmls(runtime):
-    turns = chat_turns(runtime.tokenizer)
+    reply_opening, closing = turn_markers(runtime.tokenizer)
     tokenize = runtime.tokenizer.tokenize
-    assert list(turns.reply_opening) == tokenize("<|im_start|>assistant\n", special=True)
-    assert list(turns.closing) == tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
+    assert reply_opening == tokenize("<|im_start|>assistant\n", special=True)
+    assert closing == tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
 
 
 def test_an_interrupted_step_leaves_every_sequence_where_it_was(engine):
@@ -163,4 +170,4 @@ def test_an_interrupted_step_leaves_every_sequence_where_it_was(engine):
     # llama.cpp refuses positions that do not follow the sequence's last one, so these
     # decodes succeeding shows sequence 0 still ends at 5 tokens and sequence 1 is empty.
     out = engine.decode([BatchSlice(0, tokens[5:], 5, True), BatchSlice(1, tokens[:3], 0, False)])
-    assert_logits_agree(expected, engine.logits(out[0]), "after an interrupted step")
+    assert_logits_agree(expected, logits(engine, out[0]), "after an interrupted step")

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from fakes import FakeEngine, fake_runtime
+from fakes import FakeEngine, fake_scheduler
 from jisu.engine.template import render_chat
-from jisu.scheduler.loop import QueueFull
+from jisu.scheduler.request import Request
 from jisu.types import (
     ChatMessage,
     ContextOverflow,
@@ -19,6 +19,7 @@ from jisu.types import (
     FinishReason,
     PrefillProgress,
     Queued,
+    QueueFull,
     SamplingParams,
     TextDelta,
 )
@@ -26,19 +27,21 @@ from jisu.types import (
 GREEDY = SamplingParams(temperature=0)
 
 
-def collect(runtime, tokens, sampling=GREEDY):
-    text, events = [], []
-    for event in runtime.stream(tokens, sampling):
-        events.append(event)
-        if isinstance(event, TextDelta):
-            text.append(event.text)
-    return "".join(text), events
+def collect(scheduler, tokens, sampling=GREEDY):
+    """Run one request to its end: its text and all its events."""
+    _, events = submit(scheduler, tokens, sampling)
+    seen = wait_finished(events)
+    return "".join(e.text for e in seen if isinstance(e, TextDelta)), seen
 
 
-def submit(runtime, tokens, sampling=GREEDY):
+def submit(scheduler, tokens, sampling=GREEDY):
     events: queue.Queue = queue.Queue()
-    request = runtime.submit(tokens, sampling, events.put)
+    request = scheduler.submit(Request(tokens, sampling, events.put))
     return request, events
+
+
+def chat_tokens(scheduler, messages) -> list[int]:
+    return scheduler.engine.tokenizer.tokenize_segments(render_chat(messages))
 
 
 def wait_finished(events: queue.Queue, timeout: float = 10) -> list:
@@ -68,18 +71,18 @@ def engine():
 
 
 @pytest.fixture
-def runtime(engine):
-    with fake_runtime(engine) as rt:
-        yield rt
+def scheduler(engine):
+    with fake_scheduler(engine) as scheduler:
+        yield scheduler
 
 
-def prompt(runtime, text: str) -> list[int]:
-    return runtime.chat_tokens([ChatMessage("user", text)])
+def prompt(scheduler, text: str) -> list[int]:
+    return chat_tokens(scheduler, [ChatMessage("user", text)])
 
 
-def test_answer_streams_and_finishes_with_usage(runtime):
-    tokens = prompt(runtime, "hi")
-    request, events = submit(runtime, tokens)
+def test_answer_streams_and_finishes_with_usage(scheduler):
+    tokens = prompt(scheduler, "hi")
+    request, events = submit(scheduler, tokens)
     seen = wait_finished(events)
     text = "".join(e.text for e in seen if isinstance(e, TextDelta))
     assert text == "Hello from the fake model!"
@@ -96,8 +99,8 @@ def test_answer_streams_and_finishes_with_usage(runtime):
 
 def test_requests_run_together_in_one_batch(engine):
     engine.step_delay_s = 0.01
-    with fake_runtime(engine, parallel=3) as runtime:
-        handles = [submit(runtime, prompt(runtime, f"question {i}")) for i in range(3)]
+    with fake_scheduler(engine, parallel=3) as scheduler:
+        handles = [submit(scheduler, prompt(scheduler, f"question {i}")) for i in range(3)]
         for _, events in handles:
             assert isinstance(wait_finished(events)[-1], Finished)
     widest = max(len({s.seq_id for s in batch}) for batch in engine.batches)
@@ -117,93 +120,93 @@ def test_a_finished_request_leaves_without_waiting_for_others(engine):
         ends = [i for i, (name, e) in enumerate(snapshot) if name == "short" and isinstance(e, Finished)]
         return bool(ends) and any(name == "long" and isinstance(e, TextDelta) for name, e in snapshot[ends[0]:])
 
-    with fake_runtime(engine, parallel=2) as runtime:
-        long_answer = runtime.submit(prompt(runtime, "long"), GREEDY, lambda e: seen.append(("long", e)))
+    with fake_scheduler(engine, parallel=2) as scheduler:
+        long_answer = scheduler.submit(Request(prompt(scheduler, "long"), GREEDY, lambda e: seen.append(("long", e))))
         wait_until(lambda: any(isinstance(e, TextDelta) for e in events_of("long")))
-        runtime.submit(prompt(runtime, "short"), GREEDY, lambda e: seen.append(("short", e)))
+        scheduler.submit(Request(prompt(scheduler, "short"), GREEDY, lambda e: seen.append(("short", e))))
         wait_until(streamed_after_short_finished)  # the long answer still streaming after it
         long_answer.cancel()
         wait_until(lambda: any(isinstance(e, Finished) for e in events_of("long")))
     assert "".join(e.text for e in events_of("short") if isinstance(e, TextDelta)) == "xxx"
 
 
-def test_max_tokens_and_stop_strings(runtime):
-    text, events = collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, max_tokens=5))
+def test_max_tokens_and_stop_strings(scheduler):
+    text, events = collect(scheduler, prompt(scheduler, "hi"), SamplingParams(temperature=0, max_tokens=5))
     assert text == "Hello" and events[-1].reason is FinishReason.LENGTH
-    text, events = collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, stop=["fake"]))
+    text, events = collect(scheduler, prompt(scheduler, "hi"), SamplingParams(temperature=0, stop=["fake"]))
     assert text == "Hello from the " and events[-1].reason is FinishReason.STOP
 
 
-def test_next_turn_reuses_the_cached_conversation(runtime, engine):
+def test_next_turn_reuses_the_cached_conversation(scheduler, engine):
     first_messages = [ChatMessage("user", "first question")]
     first = render_chat(first_messages)
-    answer, _ = collect(runtime, runtime.tokenizer.tokenize_segments(first))
-    counters = runtime.scheduler.counters
+    answer, _ = collect(scheduler, scheduler.engine.tokenizer.tokenize_segments(first))
+    counters = scheduler.counters
     before = counters.prompt_tokens_processed
     second_messages = first_messages + [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
-    second = runtime.chat_tokens(second_messages)
-    _, events = collect(runtime, second)
+    second = chat_tokens(scheduler, second_messages)
+    _, events = collect(scheduler, second)
     processed = counters.prompt_tokens_processed - before
-    closing = runtime.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
-    new_words = runtime.tokenizer.tokenize("and then?<|im_end|>\n<|im_start|>assistant\n", special=True)
+    closing = scheduler.engine.tokenizer.tokenize("<|im_end|>\n<|im_start|>user\n", special=True)
+    new_words = scheduler.engine.tokenizer.tokenize("and then?<|im_end|>\n<|im_start|>assistant\n", special=True)
     assert counters.turn_closing_tokens >= len(closing), "turn 1's answer was closed as soon as it ended"
     assert processed == len(new_words), "turn 2 must only process what turn 1 did not already hold"
     assert events[-1].usage.cached_tokens == len(second) - len(new_words)
 
 
-def test_turn_closing_is_only_run_after_whole_chat_answers(runtime, engine):
-    closed = runtime.scheduler.counters.turn_closing_tokens
-    collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, stop=["fake"]))
-    assert runtime.scheduler.counters.turn_closing_tokens == closed, \
+def test_turn_closing_is_only_run_after_whole_chat_answers(scheduler, engine):
+    closed = scheduler.counters.turn_closing_tokens
+    collect(scheduler, prompt(scheduler, "hi"), SamplingParams(temperature=0, stop=["fake"]))
+    assert scheduler.counters.turn_closing_tokens == closed, \
         "a stop string cuts the answer, so the next prompt will not repeat its tokens"
-    collect(runtime, prompt(runtime, "hi"), SamplingParams(temperature=0, max_tokens=5))
+    collect(scheduler, prompt(scheduler, "hi"), SamplingParams(temperature=0, max_tokens=5))
     # the last sampled token had not run yet, then <|im_end|> \n <|im_start|> u s e r \n
-    assert runtime.scheduler.counters.turn_closing_tokens == closed + 1 + 8
-    collect(runtime, runtime.tokenizer.tokenize("def fibonacci(n):"), SamplingParams(temperature=0))
-    assert runtime.scheduler.counters.turn_closing_tokens == closed + 1 + 8, \
+    assert scheduler.counters.turn_closing_tokens == closed + 1 + 8
+    collect(scheduler, scheduler.engine.tokenizer.tokenize("def fibonacci(n):"), SamplingParams(temperature=0))
+    assert scheduler.counters.turn_closing_tokens == closed + 1 + 8, \
         "a raw completion prompt asked for no chat answer: no next turn follows it"
 
 
-def test_shared_system_prompt_is_reused_across_users(runtime):
+def test_shared_system_prompt_is_reused_across_users(scheduler):
     system = ChatMessage("system", "You are a helpful assistant who answers briefly. " * 4)
-    collect(runtime, runtime.chat_tokens([system, ChatMessage("user", "alpha")]))
-    before = runtime.scheduler.counters.prompt_tokens_cached
-    _, events = collect(runtime, runtime.chat_tokens([system, ChatMessage("user", "beta")]))
+    collect(scheduler, chat_tokens(scheduler, [system, ChatMessage("user", "alpha")]))
+    before = scheduler.counters.prompt_tokens_cached
+    _, events = collect(scheduler, chat_tokens(scheduler, [system, ChatMessage("user", "beta")]))
     assert events[-1].usage.cached_tokens > 200
-    assert runtime.scheduler.counters.prompt_tokens_cached - before == events[-1].usage.cached_tokens
+    assert scheduler.counters.prompt_tokens_cached - before == events[-1].usage.cached_tokens
 
 
 def test_evicted_conversation_is_restored_from_host_memory(engine):
-    with fake_runtime(engine, parallel=1) as runtime:
+    with fake_scheduler(engine, parallel=1) as scheduler:
         alice = [ChatMessage("user", "Alice asks about rivers, at some length. " * 3)]
-        alice_answer, _ = collect(runtime, runtime.chat_tokens(alice))
+        alice_answer, _ = collect(scheduler, chat_tokens(scheduler, alice))
         bob = [ChatMessage("user", "Bob asks something else entirely, also at length. " * 3)]
-        collect(runtime, runtime.chat_tokens(bob))  # takes the only slot: Alice goes to RAM
-        assert runtime.scheduler.stats()["host_cached_sequences"] == 1
-        before = runtime.scheduler.counters.prompt_tokens_processed
+        collect(scheduler, chat_tokens(scheduler, bob))  # takes the only slot: Alice goes to RAM
+        assert scheduler.stats()["host_cached_sequences"] == 1
+        before = scheduler.counters.prompt_tokens_processed
         alice += [ChatMessage("assistant", alice_answer), ChatMessage("user", "More?")]
-        _, events = collect(runtime, runtime.chat_tokens(alice))
+        _, events = collect(scheduler, chat_tokens(scheduler, alice))
     assert engine.restores == 1
-    processed = runtime.scheduler.counters.prompt_tokens_processed - before
+    processed = scheduler.counters.prompt_tokens_processed - before
     assert processed < 40, f"turn 2 recomputed {processed} tokens instead of restoring turn 1"
     assert events[-1].usage.cached_tokens > 150
 
 
 def test_without_prefix_reuse_every_prompt_runs_in_full(engine):
-    with fake_runtime(engine, reuse_prefixes=False) as runtime:
-        tokens = prompt(runtime, "same question")
-        collect(runtime, tokens)
-        _, events = collect(runtime, tokens)
+    with fake_scheduler(engine, reuse_prefixes=False) as scheduler:
+        tokens = prompt(scheduler, "same question")
+        collect(scheduler, tokens)
+        _, events = collect(scheduler, tokens)
     assert events[-1].usage.cached_tokens == 0
 
 
 def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
     engine.step_delay_s = 0.002
     engine.answer = lambda p: "y" * 40
-    with fake_runtime(engine, parallel=2) as runtime:
-        _, decoding = submit(runtime, prompt(runtime, "short"))
+    with fake_scheduler(engine, parallel=2) as scheduler:
+        _, decoding = submit(scheduler, prompt(scheduler, "short"))
         wait_streaming(decoding)
-        long_request, long_events = submit(runtime, prompt(runtime, "z" * 300))
+        long_request, long_events = submit(scheduler, prompt(scheduler, "z" * 300))
         seen = wait_finished(long_events)
         wait_finished(decoding)
     progress = [e for e in seen if isinstance(e, PrefillProgress)]
@@ -213,25 +216,25 @@ def test_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine):
         "prefill chunks must share steps with the running answer's decode"
 
 
-def next_turn_while_another_answer_streams(runtime, engine, answer_length):
+def next_turn_while_another_answer_streams(scheduler, engine, answer_length):
     """A chat whose first turn is cached (and closed), and someone else's answer streaming:
     returns the chat's next turn (tokens), the streaming answer and its events."""
     chat = [ChatMessage("user", "first question")]
-    answer, _ = collect(runtime, runtime.chat_tokens(chat))
+    answer, _ = collect(scheduler, chat_tokens(scheduler, chat))
     engine.answer = lambda p: "y" * answer_length if "someone else" in p else "ok"
-    request, running = submit(runtime, prompt(runtime, "someone else's answer"))
+    request, running = submit(scheduler, prompt(scheduler, "someone else's answer"))
     wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
     chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
-    return runtime.chat_tokens(chat), request, running
+    return chat_tokens(scheduler, chat), request, running
 
 
 def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
-    with fake_runtime(engine, parallel=3) as runtime:
-        next_turn_tokens, answer, running = next_turn_while_another_answer_streams(runtime, engine, 1500)
+    with fake_scheduler(engine, parallel=3) as scheduler:
+        next_turn_tokens, answer, running = next_turn_while_another_answer_streams(scheduler, engine, 1500)
         answer_seq = answer.slot.seq_id
         engine.batches.clear()
-        _, next_turn = submit(runtime, next_turn_tokens)
+        _, next_turn = submit(scheduler, next_turn_tokens)
         wait_finished(next_turn)
         streamed = running.qsize()
         wait_until(lambda: running.qsize() > streamed)  # still streaming: it ran all along
@@ -247,18 +250,18 @@ def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
 
 def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
     engine.step_delay_s = 0.002
-    with fake_runtime(engine, parallel=3) as runtime:
-        next_turn_tokens, _, running = next_turn_while_another_answer_streams(runtime, engine, 20)
+    with fake_scheduler(engine, parallel=3) as scheduler:
+        next_turn_tokens, _, running = next_turn_while_another_answer_streams(scheduler, engine, 20)
         engine.decode_step_extra_s = 60  # the answer's steps now end only when interrupted
         assert engine.in_decode.wait(5)
         steps_before = len(engine.batches)  # none completes while the engine waits in decode
-        _, next_turn = submit(runtime, next_turn_tokens)
+        _, next_turn = submit(scheduler, next_turn_tokens)
         wait_until(lambda: engine.interrupted_batches)
         engine.decode_step_extra_s = 0
         wait_finished(next_turn)
         running_text = "".join(e.text for e in wait_finished(running) if isinstance(e, TextDelta))
     assert running_text == "y" * 20, "the interrupted step was run again, nothing lost or repeated"
-    assert runtime.scheduler.counters.steps_interrupted == len(engine.interrupted_batches) == 1
+    assert scheduler.counters.steps_interrupted == len(engine.interrupted_batches) == 1
     assert [len(s.tokens) for s in engine.interrupted_batches[0]] == [1]
     next_step = engine.batches[steps_before]
     assert len(next_step) == 1 and len(next_step[0].tokens) > 1, "the new turn's prefill ran next, alone"
@@ -267,11 +270,11 @@ def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
 def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
     engine.step_delay_s = 0.002
     engine.answer = lambda p: "y" * 20
-    with fake_runtime(engine, parallel=2) as runtime:
-        _, running = submit(runtime, prompt(runtime, "someone's answer"))
+    with fake_scheduler(engine, parallel=2) as scheduler:
+        _, running = submit(scheduler, prompt(scheduler, "someone's answer"))
         wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
         engine.decode_step_extra_s = 0.05
-        _, document = submit(runtime, prompt(runtime, "d" * 300))
+        _, document = submit(scheduler, prompt(scheduler, "d" * 300))
         wait_finished(document)
         wait_finished(running)
     assert engine.interrupted_batches == []
@@ -279,13 +282,13 @@ def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
 
 def test_queue_overflow_is_refused(engine):
     engine.step_delay_s = 0.02
-    with fake_runtime(engine, parallel=1, max_queue=1) as runtime:
-        tokens = prompt(runtime, "hi")
-        first, first_events = submit(runtime, tokens)
-        wait_until(lambda: runtime.scheduler.stats()["running"] == 1)
-        second, second_events = submit(runtime, tokens)
+    with fake_scheduler(engine, parallel=1, max_queue=1) as scheduler:
+        tokens = prompt(scheduler, "hi")
+        first, first_events = submit(scheduler, tokens)
+        wait_until(lambda: scheduler.stats()["running"] == 1)
+        second, second_events = submit(scheduler, tokens)
         with pytest.raises(QueueFull):
-            submit(runtime, tokens)
+            submit(scheduler, tokens)
         first.cancel()
         second.cancel()
         wait_finished(first_events)
@@ -298,35 +301,35 @@ def test_queue_limit_counts_waiting_beyond_the_slots(engine, admitted_first):
     whether the burst lands before or after the engine thread admits the first request."""
     engine.step_delay_s = 0.02
     engine.answer = lambda p: "z" * 400
-    with fake_runtime(engine, parallel=1, max_queue=2) as runtime:
-        tokens = prompt(runtime, "hi")
+    with fake_scheduler(engine, parallel=1, max_queue=2) as scheduler:
+        tokens = prompt(scheduler, "hi")
         accepted, refused = [], 0
         for number in range(8):
             try:
-                accepted.append(submit(runtime, tokens))
+                accepted.append(submit(scheduler, tokens))
             except QueueFull:
                 refused += 1
             if admitted_first and number == 0:
-                wait_until(lambda: runtime.scheduler.stats()["running"] == 1)
+                wait_until(lambda: scheduler.stats()["running"] == 1)
         assert (len(accepted), refused) == (3, 5)
         for request, _ in accepted:
             request.cancel()
         for _, events in accepted:
             wait_finished(events)
-        assert submit(runtime, tokens)[0] is not None, "finished requests give their place back"
+        assert submit(scheduler, tokens)[0] is not None, "finished requests give their place back"
 
 
 def test_max_queue_zero_means_no_waiting_not_no_service(engine):
-    with fake_runtime(engine, parallel=1, max_queue=0) as runtime:
-        text, _ = collect(runtime, prompt(runtime, "hi"))
+    with fake_scheduler(engine, parallel=1, max_queue=0) as scheduler:
+        text, _ = collect(scheduler, prompt(scheduler, "hi"))
         assert text == "Hello from the fake model!"
 
 
 def test_cancel_with_a_reason_says_it_in_the_finish(engine):
     engine.step_delay_s = 0.01
     engine.answer = lambda p: "z" * 400
-    with fake_runtime(engine, parallel=1) as runtime:
-        request, events = submit(runtime, prompt(runtime, "hi"))
+    with fake_scheduler(engine, parallel=1) as scheduler:
+        request, events = submit(scheduler, prompt(scheduler, "hi"))
         wait_streaming(events)
         request.cancel(FinishReason.SHUTDOWN)
         finished = wait_finished(events)[-1]
@@ -335,9 +338,9 @@ def test_cancel_with_a_reason_says_it_in_the_finish(engine):
 
 def test_queued_requests_learn_their_position(engine):
     engine.step_delay_s = 0.01
-    with fake_runtime(engine, parallel=1) as runtime:
-        tokens = prompt(runtime, "hi")
-        handles = [submit(runtime, tokens) for _ in range(3)]
+    with fake_scheduler(engine, parallel=1) as scheduler:
+        tokens = prompt(scheduler, "hi")
+        handles = [submit(scheduler, tokens) for _ in range(3)]
         positions = [[e.position for e in wait_finished(ev) if isinstance(e, Queued)] for _, ev in handles]
     assert positions[2][0] >= 1 and positions[2][-1] == 0, positions
 
@@ -355,14 +358,14 @@ def test_cancel_frees_everything(engine, phase):
         return samplers[-1]
 
     engine.new_sampler = recorded_sampler
-    with fake_runtime(engine, parallel=1) as runtime:
-        blocker, blocker_events = submit(runtime, prompt(runtime, "first"))
+    with fake_scheduler(engine, parallel=1) as scheduler:
+        blocker, blocker_events = submit(scheduler, prompt(scheduler, "first"))
         if phase != "queued":
             blocker.cancel()
             wait_finished(blocker_events)
-        target, events = submit(runtime, prompt(runtime, "p" * 400))
+        target, events = submit(scheduler, prompt(scheduler, "p" * 400))
         if phase == "queued":
-            wait_until(lambda: runtime.scheduler.stats()["queued"] == 1)
+            wait_until(lambda: scheduler.stats()["queued"] == 1)
         elif phase == "prefill":
             wait_until(lambda: any(isinstance(e, PrefillProgress) for e in list(events.queue)))
         else:
@@ -380,43 +383,43 @@ def test_cancel_frees_everything(engine, phase):
                 "cancellation is checked every step: the prompt must not run to its end"
         else:
             assert len("".join(e.text for e in seen if isinstance(e, TextDelta))) < 500
-        wait_until(lambda: runtime.scheduler.stats()["slots_in_use"] == 0)
-        stats = runtime.scheduler.stats()
+        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0)
+        stats = scheduler.stats()
         assert (stats["running"], stats["queued"]) == (0, 0)
         assert all(sampler.closed for sampler in samplers), "every sampler is closed with its request"
 
 
 def test_engine_failure_fails_requests_but_not_the_engine_thread(engine):
     engine.fail_on_step = 3
-    with fake_runtime(engine) as runtime:
-        _, events = collect(runtime, prompt(runtime, "hi"))
+    with fake_scheduler(engine) as scheduler:
+        _, events = collect(scheduler, prompt(scheduler, "hi"))
         assert isinstance(events[-1], Failed) and "simulated engine failure" in events[-1].message
-        text, events = collect(runtime, prompt(runtime, "again"))
+        text, events = collect(scheduler, prompt(scheduler, "again"))
         assert isinstance(events[-1], Finished) and text, "the engine thread must keep serving"
 
 
-def test_consumer_that_raises_loses_only_its_request(runtime):
+def test_consumer_that_raises_loses_only_its_request(scheduler):
     def broken_sink(event):
         raise RuntimeError("event loop closed")
 
-    request = runtime.submit(prompt(runtime, "a"), GREEDY, broken_sink)
+    request = scheduler.submit(Request(prompt(scheduler, "a"), GREEDY, broken_sink))
     wait_until(lambda: request.cancelled)
-    text, _ = collect(runtime, prompt(runtime, "b"))
+    text, _ = collect(scheduler, prompt(scheduler, "b"))
     assert text == "Hello from the fake model!"
 
 
-def test_prompt_plus_max_tokens_beyond_context_is_refused(runtime):
-    tokens = prompt(runtime, "x" * 2000)
+def test_prompt_plus_max_tokens_beyond_context_is_refused(scheduler):
+    tokens = prompt(scheduler, "x" * 2000)
     with pytest.raises(ContextOverflow) as error:
-        runtime.submit(tokens, SamplingParams(max_tokens=100), lambda e: None)
+        scheduler.submit(Request(tokens, SamplingParams(max_tokens=100), lambda e: None))
     assert error.value.prompt_tokens == len(tokens) and error.value.context_size == 2048
 
 
 def test_answer_stops_at_the_context_window(engine):
     engine.answer = lambda p: "w" * 5000
-    with fake_runtime(engine) as runtime:
-        tokens = prompt(runtime, "x" * 1900)
-        text, events = collect(runtime, tokens)
+    with fake_scheduler(engine) as scheduler:
+        tokens = prompt(scheduler, "x" * 1900)
+        text, events = collect(scheduler, tokens)
     assert events[-1].reason is FinishReason.LENGTH
     assert len(tokens) + len(text) <= engine.ctx_size
 
@@ -427,18 +430,18 @@ def test_stress_random_cancellations_leave_no_sequence_behind(engine):
     rng = random.Random(7)
     engine.step_delay_s = 0.001
     engine.answer = lambda p: "r" * rng.randint(1, 80)
-    with fake_runtime(engine, parallel=4, max_queue=64) as runtime:
+    with fake_scheduler(engine, parallel=4, max_queue=64) as scheduler:
         handles = []
         for i in range(40):
-            request, events = submit(runtime, prompt(runtime, f"q{i} " * rng.randint(1, 30)))
+            request, events = submit(scheduler, prompt(scheduler, f"q{i} " * rng.randint(1, 30)))
             handles.append((request, events))
             if rng.random() < 0.3:
                 threading.Timer(rng.random() * 0.05, request.cancel).start()
         for _, events in handles:
             assert isinstance(wait_finished(events, timeout=30)[-1], (Finished, Failed))
         # a finished answer's slot is freed one small step later (see test_turn_closing...)
-        wait_until(lambda: runtime.scheduler.stats()["idle_slots"] == engine.n_sequences)
-        stats = runtime.scheduler.stats()
+        wait_until(lambda: scheduler.stats()["idle_slots"] == engine.n_sequences)
+        stats = scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
 
 
@@ -453,10 +456,10 @@ def test_a_sampler_that_fails_loses_only_its_request(engine):
     make_sampler = engine.new_sampler
     engine.new_sampler = lambda params, tokens: (
         BrokenSampler() if params.max_tokens == 7 else make_sampler(params, tokens))
-    with fake_runtime(engine) as runtime:
-        _, healthy = submit(runtime, prompt(runtime, "a"))
-        _, broken = submit(runtime, prompt(runtime, "b"), SamplingParams(temperature=0, max_tokens=7))
+    with fake_scheduler(engine) as scheduler:
+        _, healthy = submit(scheduler, prompt(scheduler, "a"))
+        _, broken = submit(scheduler, prompt(scheduler, "b"), SamplingParams(temperature=0, max_tokens=7))
         failed = wait_finished(broken)[-1]
         assert isinstance(failed, Failed) and "allows no token" in failed.message
         assert isinstance(wait_finished(healthy)[-1], Finished)
-        wait_until(lambda: runtime.scheduler.stats()["slots_in_use"] == 0)
+        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0)
