@@ -4,8 +4,9 @@
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
 import * as chat from "./chat.js";
-import { applyI18n, getLang, PRESET_KEYS, preset, presetOf, setLang, t } from "./i18n.js";
+import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
+import { PRESET_KEYS, preset, presetOf, systemFor } from "./presets.js";
 import { draw as drawSidebar, initSidebar, refreshSidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
 import { loadSettings, putConversation, saveSettings } from "./store.js";
@@ -121,7 +122,7 @@ function showModel() {
 
 function buildRoleSelect() {
   const select = $("role-select");
-  const options = PRESET_KEYS.map((key) => new Option(preset(key)[0], key));
+  const options = PRESET_KEYS.map((key) => new Option(preset(key).label, key));
   options.push(new Option(t("roleCustom"), "custom"));
   select.replaceChildren(...options);
   syncRole();
@@ -137,7 +138,7 @@ function setRole(role) {
   saveSettings(settings);
   const conversation = chat.currentConversation();
   conversation.role = role;
-  conversation.system = chat.systemFor(role, settings);
+  conversation.system = systemFor(role, settings);
   chat.saveConversation(conversation);
   if (role === "custom" && !settings.customPrompt) openSettings($("setting-system"));
 }
@@ -147,7 +148,7 @@ function switchLang(lang) {
   const conversation = chat.currentConversation();
   // A chat not started yet takes the preset prompt in the new language.
   if (conversation && conversation.messages.length === 0 && conversation.role !== "custom") {
-    conversation.system = preset(conversation.role)[1];
+    conversation.system = preset(conversation.role).prompt;
   }
   buildRoleSelect();
   if (modelTried) showModel();

@@ -4,8 +4,9 @@
 // `answer` is the answer being generated, bound to the conversation it belongs to, so
 // switching chats mid-answer cancels it and its partial text still lands in the right place.
 
-import { preset, t } from "./i18n.js";
+import { t } from "./i18n.js";
 import { icon, iconButton } from "./icons.js";
+import { systemFor } from "./presets.js";
 import { copyText, renderMarkdown } from "./render.js";
 import { newId, putConversation } from "./store.js";
 import { applyTrim, planTrim } from "./trim.js";
@@ -51,10 +52,6 @@ export function blankConversation(settings) {
     id: newId(), title: "", createdAt: now, updatedAt: now,
     role: settings.role, system: systemFor(settings.role, settings), messages: [],
   };
-}
-
-export function systemFor(role, settings) {
-  return role === "custom" ? settings.customPrompt : preset(role)[1];
 }
 
 /** Show a conversation; an answer still running elsewhere is stopped (its text is kept). */
