@@ -5,12 +5,12 @@
 // (an error card, after keeping any text as an interrupted answer).
 //
 // At most one answer runs at a time. It is bound to the conversation it answers, so switching
-// chats mid-answer stops it and its text still lands in the right conversation.
+// chats mid-answer stops it and its text still lands in the right conversation. A stopped
+// answer ends like any other: the server confirms the cancel with "done" (finish_reason
+// "cancelled"), or the connection drops.
 
 import { t } from "./i18n.js";
 import { appendPendingAnswer, clearErrors, paintStreaming, showAnswerStatus, showError, updateComposer } from "./messages.js";
-
-const STOP_GRACE_MS = 5000; // no "done" after a cancel within this time: finish locally
 
 let hooks; // { socket, isOnScreen(conversation), render(), save(conversation), onOverflow(error) }
 let current = null; // { conversation, element, body, status, text, stopping, paintFrame }
@@ -38,18 +38,13 @@ export function startAnswer(conversation, request) {
   }
 }
 
+/** Ask the server to stop the answer; it ends when the server's "done" says so. */
 export function stopAnswer() {
   const answer = current;
   if (!answer || answer.stopping) return;
   answer.stopping = true;
   hooks.socket.cancel();
   refreshComposer();
-  setTimeout(() => {
-    if (current === answer) {
-      hooks.socket.forget();
-      finish(answer, { finish: "cancelled" });
-    }
-  }, STOP_GRACE_MS);
 }
 
 /** Send or stop, for the answer now running (if any) and the connection. */
