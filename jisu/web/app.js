@@ -4,13 +4,14 @@
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
 import * as chat from "./chat.js";
-import { applyI18n, getLang, PRESET_KEYS, preset, presetOf, setLang, t } from "./i18n.js";
+import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
+import { PRESET_KEYS, preset, presetOf, systemFor } from "./presets.js";
 import { draw as drawSidebar, initSidebar, refreshSidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
 import { loadSettings, putConversation, saveSettings } from "./store.js";
 
-const $ = (id) => document.getElementById(id);
+const byId = (id) => document.getElementById(id);
 const systemDark = matchMedia("(prefers-color-scheme: dark)");
 const settings = loadSettings();
 takeKeyFromUrl(); // before anything talks to the server
@@ -55,7 +56,7 @@ function newChat(prefill = "") {
   syncRole();
   drawSidebar();
   if (prefill) {
-    const input = $("chat-input");
+    const input = byId("chat-input");
     input.value = prefill;
     input.dispatchEvent(new Event("input"));
   }
@@ -79,15 +80,15 @@ async function onRenamed(renamed) {
 // ---- header: model, role, language, theme ----------------------------------------------
 
 function initHeader() {
-  $("lang-toggle").addEventListener("click", () => switchLang(getLang() === "zh" ? "en" : "zh"));
-  $("theme-toggle").addEventListener("click", () => {
+  byId("lang-toggle").addEventListener("click", () => switchLang(getLang() === "zh" ? "en" : "zh"));
+  byId("theme-toggle").addEventListener("click", () => {
     // The toggle flips what is on screen; "follow the system" is in Settings.
     settings.theme = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
     saveSettings(settings);
     applyTheme();
   });
-  $("role-select").addEventListener("change", (event) => setRole(event.target.value));
-  $("conn-retry").addEventListener("click", () => socket.connect());
+  byId("role-select").addEventListener("change", (event) => setRole(event.target.value));
+  byId("conn-retry").addEventListener("click", () => socket.connect());
   systemDark.addEventListener("change", applyTheme);
 }
 
@@ -105,23 +106,23 @@ async function loadModel() {
 }
 
 function showModel() {
-  const name = $("model-name");
+  const name = byId("model-name");
   name.removeAttribute("data-i18n"); // from now on the text is the model's, not a UI string
   name.textContent = model ? model.name : t("modelUnknown");
   name.title = name.textContent; // in full, where a phone has to clip it
-  const quant = $("model-quant");
+  const quant = byId("model-quant");
   quant.hidden = !model?.quantization;
   quant.textContent = model?.quantization || "";
-  $("model-info").title = model ? `${model.id} · ${t("contextSize", { n: model.context_size })}` : "";
-  const note = $("fallback-note");
+  byId("model-info").title = model ? `${model.id} · ${t("contextSize", { n: model.context_size })}` : "";
+  const note = byId("fallback-note");
   note.hidden = !model?.fallback_note;
   note.textContent = model?.fallback_note ? t("fallbackPrefix") + model.fallback_note : "";
   document.title = model ? `${model.name} · ${t("appTitle")}` : t("appTitle");
 }
 
 function buildRoleSelect() {
-  const select = $("role-select");
-  const options = PRESET_KEYS.map((key) => new Option(preset(key)[0], key));
+  const select = byId("role-select");
+  const options = PRESET_KEYS.map((key) => new Option(preset(key).label, key));
   options.push(new Option(t("roleCustom"), "custom"));
   select.replaceChildren(...options);
   syncRole();
@@ -129,7 +130,7 @@ function buildRoleSelect() {
 
 function syncRole() {
   const conversation = chat.currentConversation();
-  if (conversation) $("role-select").value = conversation.role;
+  if (conversation) byId("role-select").value = conversation.role;
 }
 
 function setRole(role) {
@@ -137,9 +138,9 @@ function setRole(role) {
   saveSettings(settings);
   const conversation = chat.currentConversation();
   conversation.role = role;
-  conversation.system = chat.systemFor(role, settings);
+  conversation.system = systemFor(role, settings);
   chat.saveConversation(conversation);
-  if (role === "custom" && !settings.customPrompt) openSettings($("setting-system"));
+  if (role === "custom" && !settings.customPrompt) openSettings(byId("setting-system"));
 }
 
 function switchLang(lang) {
@@ -147,7 +148,7 @@ function switchLang(lang) {
   const conversation = chat.currentConversation();
   // A chat not started yet takes the preset prompt in the new language.
   if (conversation && conversation.messages.length === 0 && conversation.role !== "custom") {
-    conversation.system = preset(conversation.role)[1];
+    conversation.system = preset(conversation.role).prompt;
   }
   buildRoleSelect();
   if (modelTried) showModel();
@@ -155,16 +156,16 @@ function switchLang(lang) {
   onConnection(connection);
   chat.renderAll();
   drawSidebar();
-  $("setting-lang").value = lang;
+  byId("setting-lang").value = lang;
 }
 
 function applyTheme() {
   const dark = settings.theme === "dark" || (settings.theme === "system" && systemDark.matches);
   document.documentElement.dataset.theme = dark ? "dark" : "light";
-  $("hljs-light").disabled = dark;
-  $("hljs-dark").disabled = !dark;
+  byId("hljs-light").disabled = dark;
+  byId("hljs-dark").disabled = !dark;
   const mode = t(settings.theme === "system" ? "themeSystem" : dark ? "themeDark" : "themeLight");
-  const toggle = $("theme-toggle");
+  const toggle = byId("theme-toggle");
   toggle.replaceChildren(icon(dark ? "moon" : "sun"));
   toggle.setAttribute("aria-label", t("themeToggle", { mode }));
   toggle.title = toggle.getAttribute("aria-label");
@@ -174,22 +175,22 @@ function applyTheme() {
 
 function onConnection(status) {
   connection = status;
-  const banner = $("conn-banner");
+  const banner = byId("conn-banner");
   document.body.dataset.connected = String(status.state === "open");
   if (status.state === "open") {
     banner.hidden = true;
     if (!model) loadModel();
   } else if (status.state === "unauthorized") {
     banner.hidden = false;
-    $("conn-text").textContent = t("keyNeeded");
+    byId("conn-text").textContent = t("keyNeeded");
     askForKey();
   } else if (status.state === "closed") {
     everFailed = true;
     banner.hidden = false;
-    $("conn-text").textContent = t("connLost", { s: status.retryIn });
+    byId("conn-text").textContent = t("connLost", { s: status.retryIn });
   } else if (everFailed) {
     banner.hidden = false;
-    $("conn-text").textContent = t("connConnecting");
+    byId("conn-text").textContent = t("connConnecting");
   }
   chat.setConnected();
 }
@@ -197,23 +198,23 @@ function onConnection(status) {
 // ---- settings dialog ---------------------------------------------------------------------
 
 function initSettings() {
-  const dialog = $("settings-dialog");
-  for (const id of ["settings-open", "settings-open-side"]) $(id).addEventListener("click", () => openSettings());
+  const dialog = byId("settings-dialog");
+  for (const id of ["settings-open", "settings-open-side"]) byId(id).addEventListener("click", () => openSettings());
   dialog.addEventListener("click", (event) => {
     if (event.target === dialog) dialog.close(); // click on the backdrop
   });
-  $("setting-theme").addEventListener("change", (event) => {
+  byId("setting-theme").addEventListener("change", (event) => {
     settings.theme = event.target.value;
     saveSettings(settings);
     applyTheme();
   });
-  $("setting-lang").addEventListener("change", (event) => switchLang(event.target.value));
-  $("setting-temperature").addEventListener("input", (event) => {
+  byId("setting-lang").addEventListener("change", (event) => switchLang(event.target.value));
+  byId("setting-temperature").addEventListener("input", (event) => {
     settings.temperature = Number(event.target.value);
-    $("temperature-value").textContent = settings.temperature.toFixed(2);
+    byId("temperature-value").textContent = settings.temperature.toFixed(2);
     saveSettings(settings);
   });
-  $("setting-max-tokens").addEventListener("input", (event) => {
+  byId("setting-max-tokens").addEventListener("input", (event) => {
     const value = Math.round(Number(event.target.value));
     if (Number.isFinite(value) && value >= 1) {
       settings.maxTokens = value;
@@ -221,7 +222,7 @@ function initSettings() {
     }
   });
   let saveTimer = 0;
-  $("setting-system").addEventListener("input", (event) => {
+  byId("setting-system").addEventListener("input", (event) => {
     const text = event.target.value;
     const conversation = chat.currentConversation();
     conversation.system = text;
@@ -236,32 +237,32 @@ function initSettings() {
 }
 
 function openSettings(focus) {
-  $("setting-theme").value = settings.theme;
-  $("setting-lang").value = getLang();
-  $("setting-temperature").value = settings.temperature;
-  $("temperature-value").textContent = Number(settings.temperature).toFixed(2);
-  $("setting-max-tokens").value = settings.maxTokens;
-  $("setting-system").value = chat.currentConversation()?.system || "";
-  $("settings-dialog").showModal();
+  byId("setting-theme").value = settings.theme;
+  byId("setting-lang").value = getLang();
+  byId("setting-temperature").value = settings.temperature;
+  byId("temperature-value").textContent = Number(settings.temperature).toFixed(2);
+  byId("setting-max-tokens").value = settings.maxTokens;
+  byId("setting-system").value = chat.currentConversation()?.system || "";
+  byId("settings-dialog").showModal();
   if (focus) focus.focus();
 }
 
 // ---- access key (servers shared on a LAN) --------------------------------------------
 
 function initKeyDialog() {
-  $("key-form").addEventListener("submit", async (event) => {
+  byId("key-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const key = $("key-input").value.trim();
+    const key = byId("key-input").value.trim();
     if (!key) return;
     const response = await fetch("/v1/models", { cache: "no-store", headers: { Authorization: `Bearer ${key}` } })
       .catch(() => null);
     if (response?.status === 401) {
-      $("key-error").hidden = false; // stays open: the key was wrong
-      $("key-input").select();
+      byId("key-error").hidden = false; // stays open: the key was wrong
+      byId("key-input").select();
       return;
     }
     setApiKey(key);
-    $("key-dialog").close();
+    byId("key-dialog").close();
     socket.reconnect();
     loadModel();
   });
@@ -269,10 +270,10 @@ function initKeyDialog() {
 
 /** Ask for the key; say so when the one we have was refused. */
 function askForKey() {
-  const dialog = $("key-dialog");
+  const dialog = byId("key-dialog");
   if (dialog.open) return;
-  $("key-error").hidden = !apiKey();
-  $("key-input").value = "";
+  byId("key-error").hidden = !apiKey();
+  byId("key-input").value = "";
   dialog.showModal();
-  $("key-input").focus();
+  byId("key-input").focus();
 }

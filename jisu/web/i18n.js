@@ -1,7 +1,8 @@
 // Interface strings in Chinese and English. The language follows the browser (zh* → Chinese)
 // until the user picks one with the header toggle; that choice is kept in localStorage.
 // Static elements name their string with data-i18n (text), data-i18n-aria (aria-label and
-// title), data-i18n-placeholder; dynamic ones call t() when they are built.
+// title), data-i18n-placeholder; dynamic ones call t() when they are built. The role presets'
+// labels and prompts are in presets.js.
 
 const STRINGS = {
   zh: {
@@ -102,12 +103,6 @@ const STRINGS = {
     trimmedUser: "你",
     trimmedAssistant: "助手",
     fallbackPrefix: "注意：",
-    presets: {
-      general: ["通用助手", "你是一个乐于助人的中文助手。回答准确、简洁、有条理；不确定时请直说不知道，不要编造。"],
-      frontend: ["前端工程师", "你是一名资深前端工程师，精通 HTML、CSS、JavaScript/TypeScript 和主流框架。回答时给出可以直接运行的代码，放在标明语言的 Markdown 代码块里，并简要说明思路和注意事项。"],
-      teacher: ["语文老师", "你是一名耐心的中学语文老师。讲解字词、古诗文和写作时条理清晰、举例恰当；批改时先肯定优点，再指出问题并给出修改示范。"],
-      translator: ["翻译", "你是一名专业翻译。用户输入中文时，译成自然地道的英文；输入其他语言时，译成通顺的简体中文。只输出译文，不要解释。"],
-    },
   },
   en: {
     appTitle: "jisu 极速",
@@ -207,16 +202,9 @@ const STRINGS = {
     trimmedUser: "You",
     trimmedAssistant: "Assistant",
     fallbackPrefix: "Note: ",
-    presets: {
-      general: ["General assistant", "You are a helpful assistant. Answer accurately, concisely and in a well-organised way. If you are not sure, say so instead of making things up."],
-      frontend: ["Front-end engineer", "You are a senior front-end engineer, expert in HTML, CSS, JavaScript/TypeScript and the major frameworks. Give code that runs as-is, in Markdown code blocks labelled with their language, and briefly explain the approach and pitfalls."],
-      teacher: ["Chinese teacher", "You are a patient Chinese-language teacher. Explain characters, classical poems and writing clearly with good examples; when correcting, first note what is good, then point out problems and show a revised version."],
-      translator: ["Translator", "You are a professional translator. Translate Chinese input into natural English, and input in any other language into fluent Simplified Chinese. Output only the translation, without explanations."],
-    },
   },
 };
 
-export const PRESET_KEYS = ["general", "frontend", "teacher", "translator"];
 const LANG_KEY = "jisu.lang";
 let lang = initialLang();
 
@@ -240,21 +228,6 @@ export function setLang(next) {
 export function t(key, params = {}) {
   const value = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
   return String(value).replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
-}
-
-/** [label, system prompt] of a preset role in the given (or current) language. */
-export function preset(key, language = lang) {
-  return STRINGS[language].presets[key];
-}
-
-/** Is `text` one of the preset prompts, in either language? Then the role is that preset. */
-export function presetOf(text) {
-  for (const language of Object.keys(STRINGS)) {
-    for (const key of PRESET_KEYS) {
-      if (STRINGS[language].presets[key][1] === text) return key;
-    }
-  }
-  return null;
 }
 
 export function applyI18n(root) {

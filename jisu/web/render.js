@@ -52,7 +52,7 @@ export function renderMarkdown(container, text, { final = true } = {}) {
 }
 
 function decorateCode(code, final) {
-  const language = [...code.classList].find((c) => c.startsWith("language-"))?.slice(9) || "";
+  const language = [...code.classList].find((name) => name.startsWith("language-"))?.slice(9) || "";
   const known = language && hljs.getLanguage(language);
   if (known || final) {
     // highlightElement reads textContent and writes escaped spans, so it cannot add markup.

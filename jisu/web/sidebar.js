@@ -5,22 +5,22 @@ import { t } from "./i18n.js";
 import { iconButton } from "./icons.js";
 import { deleteConversation, listConversations } from "./store.js";
 
-const $ = (id) => document.getElementById(id);
+const byId = (id) => document.getElementById(id);
 const narrow = matchMedia("(max-width: 800px)");
 
-let ctx; // { currentId(), onOpen(conv), onNew(), onDeleted(id), onRenamed(conv) }
+let ctx; // { currentId(), onOpen(conversation), onNew(), onDeleted(id), onRenamed(conversation) }
 let conversations = [];
 
 export function initSidebar(context) {
   ctx = context;
-  $("new-chat").addEventListener("click", () => {
+  byId("new-chat").addEventListener("click", () => {
     ctx.onNew();
     if (narrow.matches) setDrawer(false);
   });
-  $("search").addEventListener("input", draw);
-  $("sidebar-toggle").addEventListener("click", toggle);
-  $("sidebar-close").addEventListener("click", () => setDrawer(false));
-  $("scrim").addEventListener("click", () => setDrawer(false));
+  byId("search").addEventListener("input", draw);
+  byId("sidebar-toggle").addEventListener("click", toggle);
+  byId("sidebar-close").addEventListener("click", () => setDrawer(false));
+  byId("scrim").addEventListener("click", () => setDrawer(false));
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && document.body.classList.contains("drawer-open")) setDrawer(false);
   });
@@ -43,34 +43,34 @@ function toggle() {
 
 function setDrawer(open) {
   document.body.classList.toggle("drawer-open", open);
-  $("scrim").hidden = !open;
+  byId("scrim").hidden = !open;
   syncToggle();
-  if (open) $("search").focus();
+  if (open) byId("search").focus();
 }
 
 function syncToggle() {
   const open = narrow.matches
     ? document.body.classList.contains("drawer-open")
     : !document.body.classList.contains("sidebar-collapsed");
-  $("sidebar-toggle").setAttribute("aria-expanded", String(open));
-  $("sidebar").toggleAttribute("inert", !open); // a hidden sidebar is out of the tab order
-  if (!narrow.matches) $("scrim").hidden = true;
+  byId("sidebar-toggle").setAttribute("aria-expanded", String(open));
+  byId("sidebar").toggleAttribute("inert", !open); // a hidden sidebar is out of the tab order
+  if (!narrow.matches) byId("scrim").hidden = true;
 }
 
 /** Matches in the title or in any message, ignoring case. */
 function matches(conversation, query) {
   if (!query) return true;
-  const q = query.toLowerCase();
-  if ((conversation.title || "").toLowerCase().includes(q)) return true;
-  return conversation.messages.some((m) => (m.content || "").toLowerCase().includes(q));
+  const needle = query.toLowerCase();
+  if ((conversation.title || "").toLowerCase().includes(needle)) return true;
+  return conversation.messages.some((message) => (message.content || "").toLowerCase().includes(needle));
 }
 
 export function draw() {
-  const query = $("search").value.trim();
-  const shown = conversations.filter((c) => matches(c, query));
-  const list = $("conversation-list");
+  const query = byId("search").value.trim();
+  const shown = conversations.filter((conversation) => matches(conversation, query));
+  const list = byId("conversation-list");
   list.replaceChildren(...shown.map(itemEl));
-  const empty = $("conversation-empty");
+  const empty = byId("conversation-empty");
   empty.hidden = shown.length > 0;
   empty.textContent = conversations.length ? t("noMatches") : t("noConversations");
 }
@@ -128,9 +128,9 @@ function startRename(li, conversation) {
 }
 
 function confirmDelete(conversation) {
-  const dialog = $("confirm-dialog");
-  $("confirm-title").textContent = t("deleteTitle");
-  $("confirm-text").textContent = t("deleteBody", { title: conversation.title || t("untitled") });
+  const dialog = byId("confirm-dialog");
+  byId("confirm-title").textContent = t("deleteTitle");
+  byId("confirm-text").textContent = t("deleteBody", { title: conversation.title || t("untitled") });
   dialog.returnValue = "";
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "ok") return;

@@ -106,11 +106,7 @@ export class ChatSocket {
     return true;
   }
 
-  /** Stop routing events to the current answer (the server never confirmed the cancel). */
-  forget() {
-    this.current = null;
-  }
-
+  /** Ask the server to stop the current answer; it confirms with "done" (finish_reason "cancelled"). */
   cancel() {
     if (this.connected && this.current) this.ws.send(JSON.stringify({ type: "cancel" }));
   }

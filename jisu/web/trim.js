@@ -18,15 +18,15 @@ export function planTrim(messages, system, error) {
   const maxTokens = error.max_tokens || 0;
   if (!contextSize || !promptTokens) return { cut: 0, turns: 0, tooLong: true };
 
-  const sent = (m) => (m.role === "user" || m.role === "assistant") && m.content;
+  const sent = (message) => (message.role === "user" || message.role === "assistant") && message.content;
   const sentMessages = messages.filter(sent);
-  const chars = sentMessages.reduce((sum, m) => sum + m.content.length, (system || "").length);
+  const chars = sentMessages.reduce((sum, message) => sum + message.content.length, (system || "").length);
   const count = sentMessages.length + (system ? 1 : 0);
   const perChar = Math.max(0.05, (promptTokens - TEMPLATE_TOKENS * count) / Math.max(1, chars));
-  const cost = (m) => (sent(m) ? Math.ceil(m.content.length * perChar) + TEMPLATE_TOKENS : 0);
+  const cost = (message) => (sent(message) ? Math.ceil(message.content.length * perChar) + TEMPLATE_TOKENS : 0);
 
   const limit = contextSize - maxTokens;
-  const userAt = messages.flatMap((m, i) => (m.role === "user" ? [i] : []));
+  const userAt = messages.flatMap((message, index) => (message.role === "user" ? [index] : []));
   let estimate = promptTokens;
   let cut = 0;
   let turns = 0;
@@ -43,7 +43,7 @@ export function planTrim(messages, system, error) {
 /** The conversation after the plan: one notice (merging earlier ones) listing what was dropped. */
 export function applyTrim(messages, plan) {
   if (plan.cut === 0) return messages;
-  const dropped = messages.slice(0, plan.cut).flatMap((m) => (m.role === "notice" ? m.dropped : [m]));
+  const dropped = messages.slice(0, plan.cut).flatMap((message) => (message.role === "notice" ? message.dropped : [message]));
   const notice = {
     role: "notice",
     kind: "trimmed",

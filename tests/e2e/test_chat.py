@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from uihelpers import ask, configure, open_app, record_sent_frames, shot, wait_answer_done
@@ -73,34 +74,85 @@ def test_chinese_question_streams_a_rendered_answer_with_stats(new_page, server)
     assert float(page.get_by_test_id("setting-temperature").input_value()) == 0
 
 
-def test_stop_keeps_the_partial_answer(new_page, server):
+LONG_QUESTION = "请写一篇一千字的文章，介绍长城的历史、建筑特点和文化意义。"
+
+
+def stored_messages(page) -> list[dict]:
+    """The messages of the one conversation in this page's IndexedDB."""
+    return page.evaluate("async () => (await (await import('/static/store.js')).listConversations())[0].messages")
+
+
+def check_stopped_then_chat_goes_on(page, sent: list[dict]) -> dict:
+    """After a stop: the answer ends marked as stopped by the server's own "done" (its stats carry
+    the server's token count, which the page cannot make up), the composer is usable again, and
+    the partial text is kept on screen, in IndexedDB and as context for the next question, which
+    the same socket answers. Returns the stored, stopped answer."""
+    page.get_by_test_id("finish-cancelled").wait_for(timeout=30_000)
+    assert page.get_by_test_id("send-button").is_visible() and page.get_by_test_id("stop-button").is_hidden(), \
+        "a stopped answer gives the composer back"
+    stats = page.get_by_test_id("answer-stats").last.inner_text()
+    assert re.search(r"\d+ tokens", stats), f"the server's 'done' ended the answer, with its usage: {stats!r}"
+    shown = page.get_by_test_id("answer-body").last.inner_text()
+    stopped = stored_messages(page)[-1]
+    assert stopped["role"] == "assistant" and stopped["finish"] == "cancelled", stopped
+    if not stopped["content"]:
+        assert shown == "（在输出任何内容前已停止）", "an answer stopped before its first token says so"
+
+    configure(page, temperature=0, max_tokens=8)
+    ask(page, "谢谢")
+    wait_answer_done(page, count=2)
+    # The next answer came over the same socket after the stopped one's last event: nothing
+    # of the stopped answer can still arrive.
+    assert page.get_by_test_id("message-assistant").count() == 2, "the stopped answer ended once"
+    assert page.get_by_test_id("answer-body").first.inner_text() == shown, "nothing is added after stop"
+    last_request = [f for f in sent if f.get("type") == "chat"][-1]
+    kept = [{"role": "assistant", "content": stopped["content"]}] if stopped["content"] else []
+    assert last_request["messages"][0]["role"] == "system"
+    assert last_request["messages"][1:] == [{"role": "user", "content": LONG_QUESTION}, *kept,
+                                            {"role": "user", "content": "谢谢"}], \
+        "the stopped answer's text stays in the history"
+    return stopped
+
+
+def test_stop_mid_answer_keeps_the_partial_answer(new_page, server):
     page = new_page(locale="zh-CN")
     sent = record_sent_frames(page)
     open_app(page, server)
     configure(page, temperature=0.7, max_tokens=1500)
-    ask(page, "请写一篇一千字的文章，介绍长城的历史、建筑特点和文化意义。")
+    ask(page, LONG_QUESTION)
     page.wait_for_function(
         "() => (document.querySelector('.msg.pending [data-testid=answer-body]')?.textContent || '').length > 15",
         timeout=60_000)
     page.get_by_test_id("stop-button").click()
 
-    page.get_by_test_id("send-button").wait_for(state="visible", timeout=15_000)
-    assert page.get_by_test_id("stop-button").is_hidden()
+    stopped = check_stopped_then_chat_goes_on(page, sent)
     assert any(frame.get("type") == "cancel" for frame in sent), "stop must send {'type': 'cancel'}"
-    page.get_by_test_id("finish-cancelled").wait_for()
-    kept = page.get_by_test_id("answer-body").last.inner_text()
-    assert len(kept) > 15, "the partial answer is kept after stopping"
-    page.wait_for_timeout(1500)
-    assert page.get_by_test_id("answer-body").last.inner_text() == kept, "nothing is added after stop"
+    assert len(stopped["content"]) > 15, "the partial answer is kept after stopping"
 
-    # The partial answer was stored, and the next question works on the same socket.
-    configure(page, temperature=0, max_tokens=8)
-    ask(page, "谢谢")
-    wait_answer_done(page, count=2)
-    last_request = [f for f in sent if f.get("type") == "chat"][-1]
-    roles = [m["role"] for m in last_request["messages"]]
-    assert roles == ["system", "user", "assistant", "user"], "the stopped answer stays in the history"
-    assert last_request["messages"][2]["content"].strip(), "the partial answer is sent as context"
+
+def test_stop_right_after_sending_is_not_lost(new_page, server):
+    """The cancel leaves right behind the question, before the server can have started the
+    answer (a cancel in that window used to be lost, and the page papered over it)."""
+    page = new_page(locale="zh-CN")
+    sent = record_sent_frames(page)
+    open_app(page, server)
+    configure(page, temperature=0.7, max_tokens=1500)
+    # Click stop the moment it appears: in the same task that sent the question.
+    page.evaluate("""() => {
+        const stop = document.querySelector('[data-testid=stop-button]');
+        new MutationObserver((_, observer) => {
+            if (!stop.hidden) {
+                observer.disconnect();
+                stop.click();
+            }
+        }).observe(stop, {attributes: true, attributeFilter: ['hidden']});
+    }""")
+    ask(page, LONG_QUESTION)
+    page.get_by_test_id("finish-cancelled").wait_for(timeout=30_000)
+    kinds = [frame.get("type") for frame in sent]
+    assert kinds[kinds.index("chat"):] == ["chat", "cancel"], f"the cancel went right after the question: {kinds}"
+
+    check_stopped_then_chat_goes_on(page, sent)
 
 
 def test_edit_a_previous_message_and_regenerate(new_page, server):

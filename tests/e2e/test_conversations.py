@@ -68,20 +68,22 @@ def test_conversations_survive_reload_and_can_be_renamed_searched_deleted(new_pa
     search.fill("")
     assert items(page).count() == 2
 
-    # Delete asks first; cancel keeps it, OK removes it for good.
-    target = items(page).filter(has_text="上海简介")
-    target.hover()
-    target.get_by_test_id("delete-conversation").click()
+    # Delete asks first: cancel keeps the conversation, OK removes the one asked about for good.
+    # (A delete is asynchronous, so "cancel kept it" is checked after the OK'd delete, which
+    # IndexedDB runs after anything the cancel might have started.)
+    kept = items(page).filter(has_text="上海简介")
+    kept.hover()
+    kept.get_by_test_id("delete-conversation").click()
     page.get_by_test_id("confirm-cancel").click()
-    assert items(page).count() == 2
-    target.hover()
-    target.get_by_test_id("delete-conversation").click()
+    deleted = items(page).filter(has_text="Rust")
+    deleted.hover()
+    deleted.get_by_test_id("delete-conversation").click()
     page.get_by_test_id("confirm-ok").click()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation-item]').length === 1")
     page.reload()
     wait_ready(page)
     assert items(page).count() == 1
-    assert "Rust" in items(page).inner_text()
+    assert "上海简介" in items(page).inner_text(), "cancel kept the conversation, OK deleted the other"
 
 
 def test_context_overflow_offers_new_chat_or_visible_trimming(new_page, small_server):

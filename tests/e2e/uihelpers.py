@@ -16,6 +16,12 @@ def wait_ready(page) -> None:
     page.wait_for_selector("body[data-ready=true][data-connected=true]", timeout=30_000)
 
 
+def wait_model_fetched(page) -> None:
+    """Wait until the header shows what /v1/models said (the model, or that none is known): by
+    then the page has also asked for an access key if the server refused the one it has."""
+    page.wait_for_function("() => !document.getElementById('model-name').hasAttribute('data-i18n')")
+
+
 def configure(page, temperature: float | None = None, max_tokens: int | None = None) -> None:
     """Set sampling through the real settings dialog (values persist in localStorage)."""
     page.get_by_test_id("settings-button").click()

@@ -1,0 +1,116 @@
+// One answer's life cycle: the request goes out over the socket, the events come back
+// (queued, progress, token, done, error, or the socket's own "disconnected"), and the answer
+// ends in one of three ways: finished (a message with its stats is added to the conversation,
+// partial text included), dropped (nothing was said: the pending message goes), or failed
+// (an error card, after keeping any text as an interrupted answer).
+//
+// At most one answer runs at a time. It is bound to the conversation it answers, so switching
+// chats mid-answer stops it and its text still lands in the right conversation. A stopped
+// answer ends like any other: the server confirms the cancel with "done" (finish_reason
+// "cancelled"), or the connection drops.
+
+import { t } from "./i18n.js";
+import { appendPendingAnswer, clearErrors, paintStreaming, showAnswerStatus, showError, updateComposer } from "./messages.js";
+
+let hooks; // { socket, isOnScreen(conversation), render(), save(conversation), onOverflow(error) }
+let current = null; // { conversation, element, body, status, text, stopping, paintFrame }
+
+export function initAnswers(context) {
+  hooks = context;
+}
+
+export function currentAnswer() {
+  return current;
+}
+
+/** Start answering `conversation` with `request` (the chat message's fields). */
+export function startAnswer(conversation, request) {
+  clearErrors();
+  const answer = { conversation, ...appendPendingAnswer(), text: "", stopping: false, paintFrame: 0 };
+  current = answer;
+  refreshComposer();
+  const sent = hooks.socket.ask(request, (event) => onEvent(answer, event));
+  if (!sent) {
+    current = null;
+    answer.element.remove();
+    refreshComposer();
+    showError({ text: t("errNotConnected"), retry: true });
+  }
+}
+
+/** Ask the server to stop the answer; it ends when the server's "done" says so. */
+export function stopAnswer() {
+  const answer = current;
+  if (!answer || answer.stopping) return;
+  answer.stopping = true;
+  hooks.socket.cancel();
+  refreshComposer();
+}
+
+/** Send or stop, for the answer now running (if any) and the connection. */
+export function refreshComposer() {
+  updateComposer(current, hooks.socket.connected);
+}
+
+function onEvent(answer, event) {
+  switch (event.type) {
+    case "queued":
+      showAnswerStatus(answer.status, t("queued", { n: event.position }));
+      break;
+    case "progress":
+      showAnswerStatus(answer.status, t("reading", { processed: event.processed, total: event.total }),
+        event.processed / event.total);
+      break;
+    case "token":
+      answer.text += event.text;
+      if (answer.status.isConnected) answer.status.remove();
+      if (!answer.paintFrame) answer.paintFrame = requestAnimationFrame(() => paint(answer)); // one render per frame
+      break;
+    case "done":
+      finish(answer, { finish: event.finish_reason, usage: event.usage, timings: event.timings });
+      break;
+    case "error":
+      fail(answer, event.error || {});
+      break;
+    case "disconnected":
+      if (answer.text) finish(answer, { finish: "interrupted" });
+      else drop(answer);
+      showError({ text: t("errDisconnected"), retry: true });
+      break;
+  }
+}
+
+function paint(answer) {
+  answer.paintFrame = 0;
+  if (current === answer) paintStreaming(answer.body, answer.text);
+}
+
+/** The answer becomes a message of its conversation, stored with the server's stats. */
+async function finish(answer, meta) {
+  if (current === answer) current = null;
+  cancelAnimationFrame(answer.paintFrame);
+  const message = { role: "assistant", content: answer.text, finish: meta.finish };
+  if (meta.usage) message.usage = meta.usage;
+  if (meta.timings) message.timings = meta.timings;
+  answer.conversation.messages.push(message);
+  if (hooks.isOnScreen(answer.conversation)) hooks.render();
+  await hooks.save(answer.conversation);
+}
+
+/** Nothing was said: the pending message goes and the conversation is as before. */
+function drop(answer) {
+  if (current === answer) current = null;
+  cancelAnimationFrame(answer.paintFrame);
+  answer.element.remove();
+  refreshComposer();
+}
+
+function fail(answer, error) {
+  // An error ends the answer; any text already shown is kept as an interrupted answer.
+  if (answer.text) finish(answer, { finish: "interrupted" });
+  else drop(answer);
+  if (!hooks.isOnScreen(answer.conversation)) return;
+  if (error.code === "context_length_exceeded") hooks.onOverflow(error);
+  else if (error.code === "server_busy") showError({ text: t("errBusy"), retry: true, testid: "busy-error" });
+  else showError({ text: t("errGeneric", { message: error.message || error.code || "?" }), retry: true });
+}
