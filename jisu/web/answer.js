@@ -93,7 +93,7 @@ async function finish(answer, meta) {
   if (meta.usage) message.usage = meta.usage;
   if (meta.timings) message.timings = meta.timings;
   answer.conversation.messages.push(message);
-  if (hooks.isOnScreen(answer.conversation)) hooks.render();
+  hooks.render(); // the chat on screen, whichever it is: its composer and welcome were waiting for this
   await hooks.save(answer.conversation);
 }
 

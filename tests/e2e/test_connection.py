@@ -89,3 +89,26 @@ def test_queue_position_and_prompt_progress_are_shown(new_page, server):
     assert page.get_by_test_id("answer-status").count() == 0
     stats = page.get_by_test_id("answer-stats").inner_text()
     assert stats == "首字 0.12 秒 · 30.0 tokens/秒 · 4 tokens", stats
+
+
+def test_switching_chats_mid_answer_leaves_the_new_chat_ready(new_page, server):
+    """The answer is stopped by the switch and ends when the server confirms; the chat now on
+    screen must then take a question (it used to stay in 'stopping', send button hidden)."""
+    page = new_page(locale="en-US")
+    fake = FakeSocket(page)
+    fake.on_chat = lambda fake, message: fake.send({"type": "token", "text": "Half an answer"})
+    open_app(page, server)
+    ask(page, "Tell me something long.")
+    page.get_by_text("Half an answer").wait_for()
+    page.get_by_test_id("new-chat").click()
+    for _ in range(200):  # Playwright delivers the page's frames while it waits
+        if any(m.get("type") == "cancel" for m in fake.received):
+            break
+        page.wait_for_timeout(25)
+    assert any(m.get("type") == "cancel" for m in fake.received), "switching chats stops the answer"
+    fake.send({"type": "done", "finish_reason": "cancelled",
+               "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23},
+               "timings": {"time_to_first_token_ms": 120.0, "tokens_per_second": 30.0, "completion_tokens": 3}})
+    page.get_by_test_id("send-button").wait_for(state="visible")
+    page.get_by_test_id("empty-state").wait_for(state="visible")
+    assert page.get_by_test_id("stop-button").is_hidden()
