@@ -20,7 +20,7 @@ from jisu.server.protocol import (
     usage_dict,
 )
 from jisu.server.serving import Answer, PreparedRequest, Serving
-from jisu.server.tools import ToolCallStream, split_tool_calls
+from jisu.structured.tool_calls import ToolCallStream, split_tool_calls
 from jisu.types import Failed, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 router = APIRouter()

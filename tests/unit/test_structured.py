@@ -1,4 +1,4 @@
-"""Structured output and tool calling: request checks, grammars, parsing the answer back."""
+"""jisu.structured on its own and through the API: request checks, grammars, parsing the answer back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from fakes import LOCAL_URL, FakeEngine, fake_runtime
 from jisu.engine.grammar import schema_grammar
 from jisu.server.app import create_app
-from jisu.server.tools import ToolCallStream, plan_output, split_tool_calls
+from jisu.structured.plan import plan_output
+from jisu.structured.tool_calls import ToolCallStream, split_tool_calls
 from jisu.types import InvalidRequest
 
 WEATHER = {"type": "function", "function": {
