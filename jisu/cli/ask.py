@@ -17,7 +17,8 @@ from jisu.cli.common import (
     reports_user_errors,
     sampling_options,
 )
-from jisu.server.tools import plan_output, with_schema_instruction
+from jisu.structured.plan import plan_output
+from jisu.structured.response_format import with_schema_instruction
 from jisu.types import ChatMessage, FinishReason
 
 

@@ -51,8 +51,7 @@ def render_chat(
     if not messages:
         raise InvalidRequest("messages must not be empty", "messages")
     out = _Builder()
-    has_system = messages[0].role == "system"
-    system_text = messages[0].content if has_system else DEFAULT_SYSTEM_PROMPT
+    system_text, body = split_system(messages)
     out.open("system")
     out.text(system_text)
     if tools:
@@ -62,7 +61,6 @@ def render_chat(
         out.text(TOOLS_POSTAMBLE)
     out.close()
 
-    body = messages[1:] if has_system else messages
     for index, message in enumerate(body):
         previous = body[index - 1].role if index > 0 else None
         following = body[index + 1].role if index + 1 < len(body) else None
@@ -103,6 +101,14 @@ def turn_markers(tokenizer) -> tuple[list[int], list[int]]:
         return reply_opening, []
     shared = next((i for i, (a, b) in enumerate(zip(one, other)) if a != b), min(len(one), len(other)))
     return reply_opening, one[len(answered):shared]
+
+
+def split_system(messages: Sequence[ChatMessage]) -> tuple[str, Sequence[ChatMessage]]:
+    """The system prompt the model reads (the first message's if it is a system message,
+    else Qwen's default) and the messages after it."""
+    if messages and messages[0].role == "system":
+        return messages[0].content, messages[1:]
+    return DEFAULT_SYSTEM_PROMPT, messages
 
 
 def _render_assistant_tool_calls(out: _Builder, message: ChatMessage) -> None:

@@ -21,7 +21,7 @@ from jisu.server.protocol import (
 )
 from jisu.server.serving import PreparedRequest, Serving
 from jisu.server.sse import ChunkStream, event_stream
-from jisu.server.tools import split_tool_calls
+from jisu.structured.tool_calls import split_tool_calls
 
 router = APIRouter()
 

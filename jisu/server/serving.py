@@ -11,7 +11,8 @@ from jisu.runtime import Generation, Prompt, Runtime
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
-from jisu.server.tools import plan_output, with_schema_instruction
+from jisu.structured.plan import plan_output
+from jisu.structured.response_format import with_schema_instruction
 from jisu.types import (
     ChatMessage,
     Event,

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from jisu.server.errors import answer_cut_by_shutdown, answer_failed
 from jisu.server.protocol import TOOL_CALLS_FINISH, ChunkWriter, openai_finish_reason
 from jisu.server.serving import Answer
-from jisu.server.tools import ToolCallStream
+from jisu.structured.tool_calls import ToolCallStream
 from jisu.types import EventReader, Failed, Finished, FinishReason, PrefillProgress, Queued, TextDelta
 
 DONE = "data: [DONE]\n\n"

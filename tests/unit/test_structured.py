@@ -1,4 +1,4 @@
-"""Structured output and tool calling: request checks, grammars, parsing the answer back."""
+"""jisu.structured on its own and through the API: request checks, grammars, parsing the answer back."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from fastapi.testclient import TestClient
 
 from fakes import LOCAL_URL, FakeEngine, fake_runtime
 from jisu.engine.grammar import schema_grammar
+from jisu.engine.template import DEFAULT_SYSTEM_PROMPT
 from jisu.server.app import create_app
-from jisu.server.tools import ToolCallStream, plan_output, split_tool_calls
-from jisu.types import InvalidRequest
+from jisu.structured.plan import plan_output
+from jisu.structured.response_format import with_schema_instruction
+from jisu.structured.tool_calls import ToolCallStream, split_tool_calls
+from jisu.types import ChatMessage, InvalidRequest
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CLOCK = {"type": "function", "function": {"name": "get_time"}}
 CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
@@ -29,6 +33,24 @@ def test_json_schema_mode_tells_the_model_the_schema():
     plan = plan_output({"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}, None, None)
     assert '"\\"age\\""' in plan.grammar
     assert '"age"' in plan.schema_instruction
+
+
+def test_the_schema_instruction_follows_the_given_system_prompt():
+    messages = [ChatMessage("system", "Be terse."), ChatMessage("user", "hi")]
+    assert with_schema_instruction(messages, "Use the schema.") == [
+        ChatMessage("system", "Be terse.\n\nUse the schema."), ChatMessage("user", "hi")]
+
+
+def test_the_schema_instruction_keeps_the_default_system_prompt_when_none_is_given():
+    # Qwen's template adds its default system prompt only when there is no system message;
+    # adding one for the instruction must not lose it.
+    assert with_schema_instruction([ChatMessage("user", "hi")], "Use the schema.") == [
+        ChatMessage("system", f"{DEFAULT_SYSTEM_PROMPT}\n\nUse the schema."), ChatMessage("user", "hi")]
+
+
+def test_without_a_schema_the_messages_are_left_alone():
+    messages = [ChatMessage("user", "hi")]
+    assert with_schema_instruction(messages, None) is messages
 
 
 def test_grammar_strings_never_admit_raw_control_characters():
@@ -62,9 +84,20 @@ def test_tools_auto_uses_a_lazy_grammar_triggered_by_tool_call():
 
 
 def test_tools_required_and_named_are_not_lazy():
-    assert plan_output(None, [WEATHER], "required").lazy_trigger is None
-    named = plan_output(None, [WEATHER], {"type": "function", "function": {"name": "get_weather"}})
-    assert named.lazy_trigger is None and named.grammar
+    required = plan_output(None, [WEATHER, CLOCK], "required")
+    assert required.lazy_trigger is None
+    assert '"\\"get_weather\\""' in required.grammar and '"\\"get_time\\""' in required.grammar
+    named = plan_output(None, [WEATHER, CLOCK], {"type": "function", "function": {"name": "get_time"}})
+    assert named.lazy_trigger is None
+    assert '"\\"get_time\\""' in named.grammar
+    assert "get_weather" not in named.grammar, "a named tool_choice allows only that function"
+
+
+def test_tools_auto_with_json_required_is_calls_or_json_from_the_first_token():
+    plan = plan_output({"type": "json_object"}, [WEATHER], "auto")
+    assert plan.lazy_trigger is None, "a lazy grammar would leave a plain answer unconstrained"
+    root = next(line for line in plan.grammar.splitlines() if line.startswith("root ::="))
+    assert "<tool_call>" in root and "| answer" in root
 
 
 def test_tool_choice_none_renders_no_tools():
@@ -110,8 +143,8 @@ def test_malformed_calls_come_back_as_plain_content(text):
 
 def test_tool_call_stream_holds_back_the_call_and_streams_the_rest():
     stream = ToolCallStream(["get_weather"])
-    shown = [stream.feed(piece) for piece in ["Sure. ", "<tool", "_call>\n{\"name\"", ": \"get_weather\", "
-                                              "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"]]
+    pieces = ["Sure. ", "<tool", "_call>\n{\"name\"", ': "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>']
+    shown = [stream.feed(piece) for piece in pieces]
     assert "".join(shown) == "Sure. "
     rest, calls = stream.finish()
     assert rest == "" and calls[0]["function"]["name"] == "get_weather"
@@ -138,7 +171,8 @@ def test_api_returns_tool_calls(tool_client):
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
-    assert engine.grammars_checked, "the tool grammar is checked before generation"
+    assert engine.grammars_checked == [plan_output(None, [WEATHER], None).grammar], \
+        "the tool grammar is checked before generation"
 
 
 def test_api_streams_tool_calls(tool_client):
@@ -154,8 +188,10 @@ def test_api_streams_tool_calls(tool_client):
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_tool_messages_are_accepted_in_history(tool_client):
-    client, _ = tool_client
+def test_tool_history_reaches_the_model_as_qwen_writes_it(tool_client):
+    client, engine = tool_client
+    prompts = []
+    engine.answer = lambda prompt: prompts.append(prompt) or CALL_TEXT
     response = client.post("/v1/chat/completions", json={"tools": [WEATHER], "tool_choice": "none", "messages": [
         {"role": "user", "content": "weather?"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
@@ -163,6 +199,16 @@ def test_tool_messages_are_accepted_in_history(tool_client):
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 21}'},
     ]})
     assert response.status_code == 200
+    # The fake tokenizer drops control tokens on the way back: the prompt reads without them.
+    [prompt] = prompts
+    earlier_call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    assert "assistant\n" + earlier_call in prompt, "the call is rendered with its arguments as an object"
+    assert prompt.index(earlier_call) < prompt.index('user\n<tool_response>\n{"temp_c": 21}\n</tool_response>')
+    assert "# Tools" not in prompt, "tool_choice none lists no tools"
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"], \
+        "with tool_choice none, a <tool_call> the model writes anyway is not a call"
+    assert choice["message"]["content"] == CALL_TEXT
 
 
 def test_invalid_schema_is_400_before_generation(tool_client):

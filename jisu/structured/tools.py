@@ -1,0 +1,63 @@
+"""OpenAI's `tools` and `tool_choice`, checked, and the grammar of the calls the model may write."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jisu.engine.grammar import GrammarBuilder, check_schema
+from jisu.structured.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from jisu.types import InvalidRequest
+
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+CALL_PROPERTY_ORDER = ("name", "arguments")  # as Qwen writes a call; a GrammarBuilder option
+
+
+def read_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The functions offered, as {"name", "parameters"}; InvalidRequest naming the bad field."""
+    functions = []
+    for index, tool in enumerate(tools or []):
+        param = f"tools[{index}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" \
+                or not isinstance(tool.get("function"), dict):
+            raise InvalidRequest("each tool must be {\"type\": \"function\", \"function\": {...}}", param)
+        function = tool["function"]
+        name = function.get("name")
+        if not isinstance(name, str) or not FUNCTION_NAME.match(name):
+            raise InvalidRequest("function.name must be 1-64 letters, digits, _ . or -", f"{param}.function.name")
+        parameters = function.get("parameters", {"type": "object", "properties": {}})
+        check_schema(parameters, f"{param}.function.parameters")
+        functions.append({"name": name, "parameters": parameters})
+    if len({f["name"] for f in functions}) != len(functions):
+        raise InvalidRequest("tool function names must be unique", "tools")
+    return functions
+
+
+def read_tool_choice(tool_choice: str | dict[str, Any] | None, functions: list[dict[str, Any]]) -> str:
+    """"none", "auto", "required", or the name of the one function the model must call."""
+    if tool_choice is None:
+        return "auto" if functions else "none"
+    if tool_choice in ("none", "auto", "required"):
+        if tool_choice == "required" and not functions:
+            raise InvalidRequest("tool_choice 'required' needs tools", "tool_choice")
+        return tool_choice
+    if isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
+        name = tool_choice["function"].get("name")
+        if name in {f["name"] for f in functions}:
+            return name
+        raise InvalidRequest(f"tool_choice names function {name!r}, which is not in tools", "tool_choice")
+    raise InvalidRequest("tool_choice must be none, auto, required or {\"type\": \"function\", ...}", "tool_choice")
+
+
+def add_tool_calls_rule(builder: GrammarBuilder, functions: list[dict[str, Any]]) -> str:
+    """A GBNF expression for one or more `<tool_call>` blocks, each calling one of `functions`
+    with arguments valid against its parameters; `builder` orders properties by CALL_PROPERTY_ORDER."""
+    call_rule = builder.add_schema({"oneOf": [_call_schema(f) for f in functions]}, "call", "tools")
+    return (f'"{TOOL_CALL_OPEN}\\n" {call_rule} "\\n{TOOL_CALL_CLOSE}" '
+            f'("\\n{TOOL_CALL_OPEN}\\n" {call_rule} "\\n{TOOL_CALL_CLOSE}")*')
+
+
+def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object",
+            "properties": {"name": {"const": function["name"]}, "arguments": function["parameters"]},
+            "required": ["name", "arguments"], "additionalProperties": False}
