@@ -139,7 +139,7 @@ ROWS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="alias or GGUF path")
+    parser.add_argument("--model", help="alias or GGUF path (default: the stand-in)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=8192)
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,6 +148,10 @@ def main() -> None:
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args.model, args.threads, args.ctx)))
         return
+    if not args.model:
+        from jisu.models.registry import STANDIN_ALIAS
+
+        args.model = STANDIN_ALIAS
 
     results: dict[str, list[dict]] = {name: [] for name in WORKERS}
     for round_ in range(args.rounds):

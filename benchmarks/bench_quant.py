@@ -107,11 +107,11 @@ def main() -> None:
         return
 
     from jisu.engine.quantize import quantize
+    from jisu.models.registry import STANDIN_ALIAS
     from jisu.models.resolve import resolve_model
 
     # the file as published: every other format is made from it
-    source = Path(args.model) if args.model else resolve_model(
-        "qwen2.5-coder-0.5b-instruct", quant="q4_k_m", quiet=True).path
+    source = Path(args.model) if args.model else resolve_model(STANDIN_ALIAS, quant="q4_k_m", quiet=True).path
     scratch = Path(tempfile.mkdtemp(prefix="jisu-quant-"))
     files = {"shipped file": source}
     for quant in args.formats.split(","):

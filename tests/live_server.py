@@ -18,12 +18,25 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"  # git-ignored: server logs, screenshots
 
 
+def metric_value(url: str, sample: str, headers: dict | None = None) -> float:
+    """One sample of the server's /metrics, e.g. 'jisu_requests_total{endpoint="chat",status="ok"}';
+    0 while the server has not counted it yet."""
+    for line in httpx.get(f"{url}/metrics", headers=headers).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
 def refusal_count(url: str, reason: str) -> float:
     """How many requests the server at `url` refused for `reason`, from its /metrics."""
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(f'jisu_refusals_total{{reason="{reason}"}}'):
-            return float(line.split()[-1])
-    return 0.0
+    return metric_value(url, f'jisu_refusals_total{{reason="{reason}"}}')
+
+
+def served_model(url: str, headers: dict | None = None) -> str:
+    """The id the server answers with (its /v1/models): the alias of a known model, else the
+    file's name, so tests follow whichever GGUF file JISU_TEST_MODEL chose."""
+    return httpx.get(f"{url}/v1/models", headers=headers).json()["data"][0]["id"]
 
 
 def free_port() -> int:

@@ -9,9 +9,8 @@ import jsonschema
 import openai
 import pytest
 
-from live_server import running_server
-
-MODEL = "qwen2.5-coder-0.5b-instruct"
+from live_server import running_server, served_model
+from streams import answer_text, sse_events
 
 SCHEMAS = {
     "person": {"type": "object", "properties": {
@@ -68,12 +67,18 @@ def client(server):
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=600)
 
 
+@pytest.fixture(scope="module")
+def model(server) -> str:
+    """The name the server answers with: the stand-in's alias, or JISU_TEST_MODEL's."""
+    return served_model(server)
+
+
 @pytest.mark.parametrize("schema_name", list(SCHEMAS))
-def test_schema_constrained_answers_always_validate(client, schema_name):
+def test_schema_constrained_answers_always_validate(client, model, schema_name):
     schema = SCHEMAS[schema_name]
     for prompt in PROMPTS[schema_name]:
         response = client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=300, temperature=0.7,
+            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=300, temperature=0.7,
             response_format={"type": "json_schema", "json_schema": {"name": schema_name, "schema": schema,
                                                                     "strict": True}})
         assert response.choices[0].finish_reason == "stop", response.choices[0].message.content
@@ -81,21 +86,21 @@ def test_schema_constrained_answers_always_validate(client, schema_name):
         jsonschema.validate(document, schema)
 
 
-def test_json_object_mode_returns_json_even_when_prose_is_invited(client):
+def test_json_object_mode_returns_json_even_when_prose_is_invited(client, model):
     for prompt in ("Write two sentences about a dragon, in flowing poetic prose.",
                    "Tell me about your favourite season, in a few warm sentences."):
         response = client.chat.completions.create(
-            model=MODEL, max_tokens=400, temperature=0.7, seed=11, response_format={"type": "json_object"},
+            model=model, max_tokens=400, temperature=0.7, seed=11, response_format={"type": "json_object"},
             messages=[{"role": "user", "content": prompt}])
         assert response.choices[0].finish_reason == "stop"
         assert isinstance(json.loads(response.choices[0].message.content), dict)
 
 
-def weather_round_trip(client, stream: bool):
+def weather_round_trip(client, model: str, stream: bool):
     messages = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
     if stream:
         chunks = list(client.chat.completions.create(
-            model=MODEL, messages=messages, tools=[WEATHER_TOOL], tool_choice="required", temperature=0,
+            model=model, messages=messages, tools=[WEATHER_TOOL], tool_choice="required", temperature=0,
             max_tokens=100, stream=True))
         deltas = [c.choices[0].delta for c in chunks if c.choices]
         calls = [tc for d in deltas for tc in (d.tool_calls or [])]
@@ -104,7 +109,7 @@ def weather_round_trip(client, stream: bool):
         assert finish == ["tool_calls"]
     else:
         response = client.chat.completions.create(
-            model=MODEL, messages=messages, tools=[WEATHER_TOOL], tool_choice="required", temperature=0,
+            model=model, messages=messages, tools=[WEATHER_TOOL], tool_choice="required", temperature=0,
             max_tokens=100)
         assert response.choices[0].finish_reason == "tool_calls"
         call = response.choices[0].message.tool_calls[0]
@@ -116,7 +121,7 @@ def weather_round_trip(client, stream: bool):
             {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
         {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"city": "Paris", "temp_c": 21, "sky": "sunny"})},
     ]
-    final = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL],
+    final = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL],
                                            tool_choice="none", temperature=0, max_tokens=80)
     # The stand-in (a coder model) echoes its call as text here instead of using the result,
     # so only the mechanics are asserted: the history is accepted and an answer comes back.
@@ -124,17 +129,17 @@ def weather_round_trip(client, stream: bool):
     assert final.choices[0].message.tool_calls is None and final.choices[0].message.content
 
 
-def test_tool_call_round_trip(client):
-    weather_round_trip(client, stream=False)
+def test_tool_call_round_trip(client, model):
+    weather_round_trip(client, model, stream=False)
 
 
-def test_tool_call_round_trip_streaming(client):
-    weather_round_trip(client, stream=True)
+def test_tool_call_round_trip_streaming(client, model):
+    weather_round_trip(client, model, stream=True)
 
 
-def test_auto_tool_choice_answers_small_talk_without_a_call(client):
+def test_auto_tool_choice_answers_small_talk_without_a_call(client, model):
     response = client.chat.completions.create(
-        model=MODEL, tools=[WEATHER_TOOL], temperature=0, max_tokens=60,
+        model=model, tools=[WEATHER_TOOL], temperature=0, max_tokens=60,
         messages=[{"role": "user", "content": "Hi! Just say hello back."}])
     message = response.choices[0].message
     assert message.tool_calls is None and message.content
@@ -153,17 +158,11 @@ def test_long_document_with_a_fact_in_the_middle(server):
     body = {"max_tokens": 40, "temperature": 0, "stream": True, "messages": [
         {"role": "user", "content": document + "\n\nQuestion: what is the secret launch code of the Nebula "
                                                "project? Answer with the code only."}]}
-    progress, text = [], []
     with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=900) as response:
-        for line in response.iter_lines():
-            if line.startswith(": prefill "):
-                progress.append(tuple(int(x) for x in line[len(": prefill "):].split("/")))
-            elif line.startswith("data: {"):
-                chunk = json.loads(line[6:])
-                usage_prompt = chunk.get("usage", {}).get("prompt_tokens")
-                for choice in chunk.get("choices", []):
-                    text.append(choice["delta"].get("content") or "")
-    answer = "".join(text)
+        chunks, comments = sse_events(response.iter_lines())
+    progress = [tuple(int(x) for x in line[len(": prefill "):].split("/"))
+                for line in comments if line.startswith(": prefill ")]
+    answer = answer_text(chunks)
     assert len(progress) >= 5, "a long prompt reports its progress"
     processed = [p for p, _ in progress]
     assert processed == sorted(processed) and progress[-1][1] >= 11_000

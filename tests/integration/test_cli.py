@@ -86,12 +86,18 @@ def test_chat_through_a_pipe_remembers_turn_one_after_ten_turns(model_path):
 
 
 def test_chat_commands_reset_forgets_the_conversation(model_path):
-    turns = ["My name is Zhang Wei. Just say OK.", "/reset", "What is my name? If you don't know, say UNKNOWN."]
+    # The same question before and after /reset, greedy: the number is known, then it is not.
+    # Without the first answer the test would pass on a chat that never remembered anything.
+    question = "What is my lucky number? Reply with just the number."
+    turns = ["Remember this: my lucky number is 4721. Just say OK.", question, "/reset", question]
     result = jisu("chat", "--model", str(model_path), "--temperature", "0", "--max-tokens", "24",
                   stdin="\n".join(turns) + "\n")
     assert result.returncode == 0, result.stderr
     assert "conversation cleared" in result.stderr
-    assert "Zhang" not in result.stdout.splitlines()[-1]
+    answers = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(answers) == 3, f"one line per answer: {result.stdout!r}"
+    assert "4721" in answers[1], f"before /reset the chat knows the number: {answers[1]!r}"
+    assert "4721" not in answers[2], f"after /reset it does not: {answers[2]!r}"
 
 
 def test_ctrl_c_stops_the_answer_but_not_the_chat(model_path):

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from fakes import LOCAL_URL, LOCAL_WS, fake_runtime
 from jisu.server.access import AccessPolicy
 from jisu.server.app import create_app
+from streams import receive_until
 
 KEY = "alice-key-123"
 OPEN = {"/health", "/", "/static/app.js"}
@@ -83,11 +84,9 @@ def test_metrics_count_refused_keys(client):
 
 
 def chat_over(socket) -> dict:
+    """Ask over an open socket; the answer's final event."""
     socket.send_json({"type": "chat", "messages": [{"role": "user", "content": "hi"}]})
-    while True:
-        event = socket.receive_json()
-        if event["type"] in ("done", "error"):
-            return event
+    return receive_until(socket)[-1]
 
 
 def test_websocket_key_in_the_first_message(client):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from fakes import LOCAL_URL, LOCAL_WS, FakeEngine, fake_runtime
 from jisu.server.app import create_app
 from jisu.types import ChatMessage, SamplingParams
+from streams import DONE, answer_text, chunk_content, receive_until, sse_events, wait_until, ws_text
 
 
 @pytest.fixture
@@ -28,19 +29,6 @@ def chat(**overrides):
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
     body.update(overrides)
     return body
-
-
-def sse_events(response) -> tuple[list[dict | str], list[str]]:
-    """Data payloads (parsed, or the raw string for [DONE]) and comment lines, in order."""
-    data, comments = [], []
-    for block in response.text.split("\n\n"):
-        for line in block.splitlines():
-            if line.startswith("data: "):
-                payload = line[len("data: "):]
-                data.append(payload if payload == "[DONE]" else json.loads(payload))
-            elif line.startswith(":"):
-                comments.append(line)
-    return data, comments
 
 
 def assert_openai_error(response, status: int, param: str | None = None, code: str | None = None):
@@ -64,21 +52,24 @@ def test_non_streaming_completion_has_usage_and_timings(client):
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["usage"]["completion_tokens"] == len("Hello from the fake model!")
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
-    assert body["timings"]["tokens_per_second"] >= 0 and "time_to_first_token_ms" in body["timings"]
+    timings = body["timings"]
+    assert timings["completion_tokens"] == body["usage"]["completion_tokens"]
+    assert timings["tokens_per_second"] > 0, "25 tokens were decoded after the first: a rate exists"
+    assert timings["queued_ms"] <= timings["time_to_first_token_ms"], "the wait is part of the time to first token"
 
 
 def test_stream_follows_openai_chunk_format(client):
     response = client.post("/v1/chat/completions",
                            json=chat(stream=True, stream_options={"include_usage": True}))
     assert response.headers["content-type"].startswith("text/event-stream")
-    data, _ = sse_events(response)
-    assert data[-1] == "[DONE]"
+    data, _ = sse_events(response.text)
+    assert data[-1] == DONE
     chunks = data[:-1]
     assert len({c["id"] for c in chunks}) == 1, "every chunk carries the same id"
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    content = [c for c in chunks[1:] if c["choices"] and "content" in c["choices"][0]["delta"]]
-    assert "".join(c["choices"][0]["delta"]["content"] for c in content) == "Hello from the fake model!"
+    content = [c for c in chunks[1:] if chunk_content(c)]
+    assert answer_text(content) == "Hello from the fake model!"
     assert all(c["choices"][0]["finish_reason"] is None for c in content)
     final = chunks[-2]
     assert final["choices"][0]["finish_reason"] == "stop" and final["choices"][0]["delta"] == {}
@@ -88,7 +79,7 @@ def test_stream_follows_openai_chunk_format(client):
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(client):
-    data, _ = sse_events(client.post("/v1/chat/completions", json=chat(stream=True)))
+    data, _ = sse_events(client.post("/v1/chat/completions", json=chat(stream=True)).text)
     assert all("usage" not in c for c in data[:-1])
     assert data[-2]["choices"][0]["finish_reason"] == "stop"
 
@@ -172,10 +163,10 @@ def test_unknown_route_and_wrong_method_are_openai_shaped(client):
 
 def test_error_after_stream_started_is_an_error_event(engine, client):
     engine.fail_on_step = 4
-    data, _ = sse_events(client.post("/v1/chat/completions", json=chat(stream=True)))
+    data, _ = sse_events(client.post("/v1/chat/completions", json=chat(stream=True)).text)
     assert data[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "error" in data[-2] and "simulated engine failure" in data[-2]["error"]["message"]
-    assert data[-1] == "[DONE]", "the stream still ends properly, so clients do not wait for more"
+    assert data[-1] == DONE, "the stream still ends properly, so clients do not wait for more"
 
 
 def test_queue_overflow_is_503_with_retry_after(engine):
@@ -183,15 +174,9 @@ def test_queue_overflow_is_503_with_retry_after(engine):
     engine.answer = lambda p: "slow " * 40
     with fake_runtime(engine, parallel=1, max_queue=0) as runtime:
         with TestClient(create_app(runtime), base_url=LOCAL_URL) as client:
-            import threading
-
             first = threading.Thread(target=client.post, args=("/v1/chat/completions",), kwargs={"json": chat()})
             first.start()
-            import time
-
-            deadline = time.monotonic() + 5
-            while runtime.stats()["running"] == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: runtime.stats()["running"] == 1, "the first request took the only slot")
             response = client.post("/v1/chat/completions", json=chat())
             first.join()
     assert_openai_error(response, 503, code="server_busy")
@@ -242,14 +227,10 @@ def test_models_health_and_metrics(client):
 def test_websocket_round_trip(client):
     with client.websocket_connect(LOCAL_WS) as socket:
         socket.send_json({"type": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": 0})
-        text, done = "", None
-        while done is None:
-            event = socket.receive_json()
-            if event["type"] == "token":
-                text += event["text"]
-            elif event["type"] == "done":
-                done = event
-        assert text == "Hello from the fake model!"
+        events = receive_until(socket)
+        done = events[-1]
+        assert done["type"] == "done", done
+        assert ws_text(events) == "Hello from the fake model!"
         assert done["finish_reason"] == "stop" and done["usage"]["completion_tokens"] == 26
         assert "tokens_per_second" in done["timings"]
 
@@ -259,14 +240,13 @@ def test_websocket_cancel_stops_the_answer(engine, client):
     engine.answer = lambda p: "word " * 200
     with client.websocket_connect(LOCAL_WS) as socket:
         socket.send_json({"type": "chat", "messages": [{"role": "user", "content": "long"}]})
-        event = socket.receive_json()
-        while event["type"] == "progress":
-            event = socket.receive_json()
-        assert event["type"] == "token"
+        before = receive_until(socket, ("token", "done", "error"))
+        assert [e["type"] for e in before[:-1]] == ["progress"] * (len(before) - 1)
+        assert before[-1]["type"] == "token", before[-1]
         socket.send_json({"type": "cancel"})
-        event = socket.receive_json()
-        while event["type"] == "token":
-            event = socket.receive_json()
+        after = receive_until(socket)
+        assert all(e["type"] == "token" for e in after[:-1]), after[:-1]
+        event = after[-1]
         assert event["type"] == "done" and event["finish_reason"] == "cancelled"
         assert 0 < event["usage"]["completion_tokens"] < 200
     runtime = client.app.state.serving.runtime
@@ -284,7 +264,5 @@ def test_websocket_errors_keep_the_socket_open(client):
         socket.send_json({"type": "dance"})
         assert socket.receive_json()["error"]["param"] == "type"
         socket.send_json({"type": "chat", "messages": [{"role": "user", "content": "hi"}]})
-        events = []
-        while not events or events[-1]["type"] != "done":
-            events.append(socket.receive_json())
-        assert events[-1]["finish_reason"] == "stop"
+        done = receive_until(socket)[-1]
+        assert done["type"] == "done" and done["finish_reason"] == "stop"

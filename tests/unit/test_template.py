@@ -85,8 +85,14 @@ def test_unknown_role_is_refused():
 
 def test_segments_alternate_between_kinds():
     segments = render_chat([ChatMessage("user", "a"), ChatMessage("assistant", "b")])
-    assert all(a.special != b.special for a, b in zip(segments, segments[1:]))
-    assert isinstance(segments[0], Segment) and segments[0].special
+    assert all(a.special != b.special for a, b in zip(segments, segments[1:])), "neighbours of a kind are merged"
+
+    def turn(role: str, text: str) -> list[Segment]:
+        return [Segment("<|im_start|>", True), Segment(f"{role}\n{text}", False),
+                Segment("<|im_end|>", True), Segment("\n", False)]
+
+    assert segments == (turn("system", DEFAULT_SYSTEM_PROMPT) + turn("user", "a") + turn("assistant", "b")
+                        + [Segment("<|im_start|>", True), Segment("assistant\n", False)])
 
 
 def test_segment_cache_keeps_the_most_recently_used_within_its_token_budget():
