@@ -24,7 +24,3 @@ class IncrementalDetokenizer:
         """End of generation: an unfinished character is dropped rather than shown as U+FFFD."""
         self._decoder.reset()
         return ""
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._decoder.getstate()[0])
