@@ -10,6 +10,7 @@ from hypothesis import given
 from fuzzing import call_bounded, fuzz_settings
 from jisu.server.access import AccessPolicy
 from jisu.server.app import create_app
+from streams import scheduler_idle
 
 EXAMPLES_PER_ROUTE = 25
 
@@ -27,5 +28,4 @@ def test_real_engine_answers_every_input_as_documented(runtime):
             assert runtime.alive, "the engine thread survived the input"
 
         answers_as_documented()
-    stats = runtime.stats()
-    assert stats["running"] == 0 and stats["queued"] == 0
+    assert scheduler_idle(runtime), runtime.stats()

@@ -8,16 +8,14 @@ import os
 import re
 import stat
 import threading
-import time
 
 import httpx
 import openai
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from live_server import launched_server, refusal_count
-
-MODEL = "qwen2.5-coder-0.5b-instruct"
+from live_server import launched_server, refusal_count, served_model
+from streams import receive_event, receive_until
 
 
 def ask(url: str, key: str | None = None, **body) -> httpx.Response:
@@ -42,12 +40,12 @@ def test_a_lan_bind_without_keys_gets_a_generated_key_that_survives_restarts(mod
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
         answer = client.chat.completions.create(model="gpt-4o-mini", max_tokens=4,
                                                 messages=[{"role": "user", "content": "hi"}])
-        assert answer.model == MODEL and answer.choices[0].message.content
+        assert answer.model == client.models.list().data[0].id and answer.choices[0].message.content
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="nope-nope-nope", max_retries=0).models.list()
         with ws_connect(server.url.replace("http", "ws") + "/v1/ws") as socket_:
             socket_.send(json.dumps({"type": "auth", "api_key": key}))
-            assert json.loads(socket_.recv(timeout=10))["type"] == "ready"
+            assert receive_event(socket_, timeout=10)["type"] == "ready"
     with launched_server(model_path, "--ctx-size", "1024", host="0.0.0.0", env=home, name="lan-again") as server:
         assert f"#key={key}" in server.log(), "the same key after a restart: saved links keep working"
         assert ask(server.url, key).status_code == 200
@@ -76,7 +74,9 @@ def test_queue_of_two_under_a_burst_of_eight(model_path):
     each refusal is an exception in the openai client, not an empty answer."""
     with launched_server(model_path, "--ctx-size", "1024", "--parallel", "1", "--max-queue", "2",
                          name="queue") as server:
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=120)
+        # The third answer waits for two others: on a busy machine that is minutes, not seconds.
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=300)
+        model = served_model(server.url)
         outcomes, lock = [], threading.Lock()
         start = threading.Barrier(8)
 
@@ -84,12 +84,14 @@ def test_queue_of_two_under_a_burst_of_eight(model_path):
             start.wait()
             try:
                 stream = client.chat.completions.create(
-                    model=MODEL, stream=True, max_tokens=48, extra_body={"ignore_eos": True},
+                    model=model, stream=True, max_tokens=48, extra_body={"ignore_eos": True},
                     messages=[{"role": "user", "content": "Count to one hundred."}])
                 text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
                 outcome = ("answered", text)
             except openai.APIStatusError as error:
                 outcome = (error.status_code, error.response.headers.get("retry-after"))
+            except openai.APIError as error:  # e.g. a timeout: shown in the assertion, not lost with the thread
+                outcome = ("failed", repr(error))
             with lock:
                 outcomes.append(outcome)
 
@@ -109,7 +111,7 @@ def test_queue_of_two_under_a_burst_of_eight(model_path):
 def read_stream(url: str, into: list, first_token: threading.Event, body: dict) -> None:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=120)
     try:
-        for chunk in client.chat.completions.create(model=MODEL, stream=True, **body):
+        for chunk in client.chat.completions.create(model=served_model(url), stream=True, **body):
             if chunk.choices and chunk.choices[0].delta.content:
                 into.append(chunk.choices[0].delta.content)
                 first_token.set()
@@ -121,7 +123,7 @@ def read_stream(url: str, into: list, first_token: threading.Event, body: dict) 
 
 
 def test_sigterm_lets_short_answers_finish_ends_long_ones_and_exits_0(model_path):
-    grace = 3.0
+    grace = 10.0  # ample for a 12-token answer beside three long ones, on a busy machine too
     with launched_server(model_path, "--ctx-size", "2048", "--parallel", "4", "--shutdown-grace", str(grace),
                          name="sigterm") as server:
         long_body = {"max_tokens": 1500, "extra_body": {"ignore_eos": True},
@@ -135,22 +137,18 @@ def test_sigterm_lets_short_answers_finish_ends_long_ones_and_exits_0(model_path
         with ws_connect(server.url.replace("http", "ws") + "/v1/ws") as socket_:
             socket_.send(json.dumps({"type": "chat", **long_body["extra_body"], "max_tokens": 1500,
                                      "messages": long_body["messages"]}))
-            while json.loads(socket_.recv(timeout=60))["type"] != "token":
-                pass
+            receive_until(socket_, ("token",), timeout=60)
             assert all(event.wait(60) for _, event, _ in streams[:2])
-            stopped_at = time.monotonic()
+            # No stopwatch: the long answers' errors show the grace was enforced, and a server
+            # that did not exit by itself would be killed by stop() (a non-zero exit code).
             exit_code: list[int] = []
             stopper = threading.Thread(target=lambda: exit_code.append(server.stop(timeout=grace + 20)))
             stopper.start()
-            ws_events = []
-            while not ws_events or ws_events[-1]["type"] not in ("done", "error"):
-                ws_events.append(json.loads(socket_.recv(timeout=grace + 20)))
+            ws_events = receive_until(socket_, timeout=grace + 20)
         for thread in threads:
             thread.join(timeout=grace + 20)
         stopper.join(timeout=grace + 25)
-        took = time.monotonic() - stopped_at
     assert exit_code == [0], f"exit code {exit_code}:\n{server.log()[-2000:]}"
-    assert took < grace + 10, took
     for received, _, _ in streams[:2]:
         assert received[-1][0] == "error" and "stopped before the answer was complete" in received[-1][1], received[-3:]
     short = streams[2][0]

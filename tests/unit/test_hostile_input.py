@@ -161,7 +161,7 @@ def test_slow_and_idle_clients_are_timed_out(server, monkeypatch):
     monkeypatch.setattr(limits, "HEADER_TIMEOUT_S", 0.5)
     monkeypatch.setattr(limits, "BODY_TIMEOUT_S", 0.5)
     silent = raw_exchange(url, b"")
-    assert silent.startswith(b"HTTP/1.1 408") and b"within 0.5 s" in silent, "a connection that never speaks is closed"
+    assert silent.startswith(b"HTTP/1.1 408") and b"within 0.5 s" in silent, "a silent connection is closed"
     half_head = raw_exchange(url, b"GET /health HTTP/1.1\r\nHost: 127")
     assert half_head.startswith(b"HTTP/1.1 408") and b"within 0.5 s" in half_head, half_head[-200:]
     stalled = raw_exchange(url, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
