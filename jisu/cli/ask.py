@@ -67,12 +67,12 @@ def ask(prompt, model, quant, ctx_size, threads, kv_cache_type, flash_attn, syst
     messages = with_schema_instruction(messages, plan.schema_instruction)
 
     with load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=1) as runtime:
-        prompt = runtime.prepare_chat(messages, sampling)
+        prepared = runtime.prepare_chat(messages, sampling)
         if verbose:
-            click.echo(f"[{runtime.info.name} {runtime.info.quantization}, prompt {len(prompt.tokens)} tokens]",
+            click.echo(f"[{runtime.info.name} {runtime.info.quantization}, prompt {len(prepared.tokens)} tokens]",
                        err=True)
         try:
-            _, finished = print_answer(runtime, prompt, show_progress=verbose)
+            _, finished = print_answer(runtime, prepared, show_progress=verbose)
         except KeyboardInterrupt:
             sys.stdout.write("\n")
             sys.exit(130)
