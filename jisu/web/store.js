@@ -46,10 +46,6 @@ export async function listConversations() {
   return (all || []).sort((a, b) => b.updatedAt - a.updatedAt);
 }
 
-export function getConversation(id) {
-  return run("readonly", (store) => store.get(id));
-}
-
 export function putConversation(conversation) {
   // structuredClone drops nothing we need and keeps IndexedDB from seeing live objects mid-edit.
   return run("readwrite", (store) => store.put(structuredClone(conversation)));
