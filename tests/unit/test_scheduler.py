@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 
 import pytest
 
 from fakes import FakeEngine, fake_scheduler
+from streams import wait_until
 from jisu.engine.template import render_chat
 from jisu.scheduler.request import Request
 from jisu.types import (
@@ -55,14 +55,7 @@ def wait_finished(events: queue.Queue, timeout: float = 10) -> list:
 
 def wait_streaming(events: queue.Queue) -> None:
     """Until the request has sent its first text (events stay in the queue for the test)."""
-    wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)))
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
+    wait_until(lambda: any(isinstance(e, TextDelta) for e in list(events.queue)), "the answer streams")
 
 
 @pytest.fixture
@@ -122,11 +115,11 @@ def test_a_finished_request_leaves_without_waiting_for_others(engine):
 
     with fake_scheduler(engine, parallel=2) as scheduler:
         long_answer = scheduler.submit(Request(prompt(scheduler, "long"), GREEDY, lambda e: seen.append(("long", e))))
-        wait_until(lambda: any(isinstance(e, TextDelta) for e in events_of("long")))
+        wait_until(lambda: any(isinstance(e, TextDelta) for e in events_of("long")), "the long answer streams")
         scheduler.submit(Request(prompt(scheduler, "short"), GREEDY, lambda e: seen.append(("short", e))))
-        wait_until(streamed_after_short_finished)  # the long answer still streaming after it
+        wait_until(streamed_after_short_finished, "the long answer streamed on after the short one ended")  # the long answer still streaming after it
         long_answer.cancel()
-        wait_until(lambda: any(isinstance(e, Finished) for e in events_of("long")))
+        wait_until(lambda: any(isinstance(e, Finished) for e in events_of("long")), "the long answer ended")
     assert "".join(e.text for e in events_of("short") if isinstance(e, TextDelta)) == "xxx"
 
 
@@ -223,7 +216,7 @@ def next_turn_while_another_answer_streams(scheduler, engine, answer_length):
     answer, _ = collect(scheduler, chat_tokens(scheduler, chat))
     engine.answer = lambda p: "y" * answer_length if "someone else" in p else "ok"
     request, running = submit(scheduler, prompt(scheduler, "someone else's answer"))
-    wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+    wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3, "the other answer streams")
     chat += [ChatMessage("assistant", answer), ChatMessage("user", "and then?")]
     return chat_tokens(scheduler, chat), request, running
 
@@ -237,7 +230,7 @@ def test_a_new_short_turn_runs_ahead_of_the_running_answers(engine):
         _, next_turn = submit(scheduler, next_turn_tokens)
         wait_finished(next_turn)
         streamed = running.qsize()
-        wait_until(lambda: running.qsize() > streamed)  # still streaming: it ran all along
+        wait_until(lambda: running.qsize() > streamed, "the other answer streamed on")  # still streaming: it ran all along
         answer.cancel()
         wait_finished(running)
     # the turn's prompt: its slices below the prompt's end (its answer's decode lies beyond)
@@ -256,7 +249,7 @@ def test_a_new_turn_interrupts_a_step_of_the_running_answers(engine):
         assert engine.in_decode.wait(5)
         steps_before = len(engine.batches)  # none completes while the engine waits in decode
         _, next_turn = submit(scheduler, next_turn_tokens)
-        wait_until(lambda: engine.interrupted_batches)
+        wait_until(lambda: engine.interrupted_batches, "a step was interrupted")
         engine.decode_step_extra_s = 0
         wait_finished(next_turn)
         running_text = "".join(e.text for e in wait_finished(running) if isinstance(e, TextDelta))
@@ -272,7 +265,7 @@ def test_a_long_new_prompt_does_not_interrupt_the_running_answers(engine):
     engine.answer = lambda p: "y" * 20
     with fake_scheduler(engine, parallel=2) as scheduler:
         _, running = submit(scheduler, prompt(scheduler, "someone's answer"))
-        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3)
+        wait_until(lambda: sum(isinstance(e, TextDelta) for e in list(running.queue)) >= 3, "the other answer streams")
         engine.decode_step_extra_s = 0.05
         _, document = submit(scheduler, prompt(scheduler, "d" * 300))
         wait_finished(document)
@@ -285,7 +278,7 @@ def test_queue_overflow_is_refused(engine):
     with fake_scheduler(engine, parallel=1, max_queue=1) as scheduler:
         tokens = prompt(scheduler, "hi")
         first, first_events = submit(scheduler, tokens)
-        wait_until(lambda: scheduler.stats()["running"] == 1)
+        wait_until(lambda: scheduler.stats()["running"] == 1, "one request runs")
         second, second_events = submit(scheduler, tokens)
         with pytest.raises(QueueFull):
             submit(scheduler, tokens)
@@ -310,7 +303,7 @@ def test_queue_limit_counts_waiting_beyond_the_slots(engine, admitted_first):
             except QueueFull:
                 refused += 1
             if admitted_first and number == 0:
-                wait_until(lambda: scheduler.stats()["running"] == 1)
+                wait_until(lambda: scheduler.stats()["running"] == 1, "one request runs")
         assert (len(accepted), refused) == (3, 5)
         for request, _ in accepted:
             request.cancel()
@@ -365,9 +358,9 @@ def test_cancel_frees_everything(engine, phase):
             wait_finished(blocker_events)
         target, events = submit(scheduler, prompt(scheduler, "p" * 400))
         if phase == "queued":
-            wait_until(lambda: scheduler.stats()["queued"] == 1)
+            wait_until(lambda: scheduler.stats()["queued"] == 1, "one request waits")
         elif phase == "prefill":
-            wait_until(lambda: any(isinstance(e, PrefillProgress) for e in list(events.queue)))
+            wait_until(lambda: any(isinstance(e, PrefillProgress) for e in list(events.queue)), "the prompt is being read")
         else:
             wait_streaming(events)
         target.cancel()
@@ -383,7 +376,7 @@ def test_cancel_frees_everything(engine, phase):
                 "cancellation is checked every step: the prompt must not run to its end"
         else:
             assert len("".join(e.text for e in seen if isinstance(e, TextDelta))) < 500
-        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0)
+        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0, "every slot is free")
         stats = scheduler.stats()
         assert (stats["running"], stats["queued"]) == (0, 0)
         assert all(sampler.closed for sampler in samplers), "every sampler is closed with its request"
@@ -403,7 +396,7 @@ def test_consumer_that_raises_loses_only_its_request(scheduler):
         raise RuntimeError("event loop closed")
 
     request = scheduler.submit(Request(prompt(scheduler, "a"), GREEDY, broken_sink))
-    wait_until(lambda: request.cancelled)
+    wait_until(lambda: request.cancelled, "the request was cancelled")
     text, _ = collect(scheduler, prompt(scheduler, "b"))
     assert text == "Hello from the fake model!"
 
@@ -440,7 +433,7 @@ def test_stress_random_cancellations_leave_no_sequence_behind(engine):
         for _, events in handles:
             assert isinstance(wait_finished(events, timeout=30)[-1], (Finished, Failed))
         # a finished answer's slot is freed one small step later (see test_turn_closing...)
-        wait_until(lambda: scheduler.stats()["idle_slots"] == engine.n_sequences)
+        wait_until(lambda: scheduler.stats()["idle_slots"] == engine.n_sequences, "every slot is idle")
         stats = scheduler.stats()
     assert stats["running"] == 0 and stats["queued"] == 0
 
@@ -462,4 +455,4 @@ def test_a_sampler_that_fails_loses_only_its_request(engine):
         failed = wait_finished(broken)[-1]
         assert isinstance(failed, Failed) and "allows no token" in failed.message
         assert isinstance(wait_finished(healthy)[-1], Finished)
-        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0)
+        wait_until(lambda: scheduler.stats()["slots_in_use"] == 0, "every slot is free")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from fastapi.testclient import TestClient
 
 from fakes import LOCAL_URL, FakeEngine, fake_runtime
+from streams import DONE, sse_events
 from jisu.engine.grammar import schema_grammar
 from jisu.engine.template import DEFAULT_SYSTEM_PROMPT
 from jisu.server.app import create_app
@@ -179,8 +179,7 @@ def test_api_streams_tool_calls(tool_client):
     client, _ = tool_client
     response = client.post("/v1/chat/completions", json={
         "messages": [{"role": "user", "content": "weather?"}], "tools": [WEATHER], "stream": True})
-    chunks = [json.loads(line[6:]) for line in response.text.splitlines()
-              if line.startswith("data: {")]
+    chunks = [payload for payload in sse_events(response.text)[0] if payload != DONE]
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert not any(d.get("content") for d in deltas), "the raw <tool_call> text is not streamed"
     calls = [d["tool_calls"] for d in deltas if "tool_calls" in d]
