@@ -28,7 +28,7 @@ socket.onmessage = (m) => { window.results.wsMessage = m.data; };
 socket.onclose = (e) => { window.results.wsClosed = e.code; };
 fetch(target + "/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"},
   body: JSON.stringify({messages: [{role: "user", content: "hi"}], max_tokens: 4})})
-  .then(async (r) => { window.results.fetch = r.status; window.results.body = await r.text(); })
+  .then(async (r) => { window.results.body = await r.text(); window.results.fetch = r.status; })
   .catch((e) => { window.results.fetch = "blocked: " + e.message; });
 </script>"""
 

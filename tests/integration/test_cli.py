@@ -101,9 +101,12 @@ def test_chat_commands_reset_forgets_the_conversation(model_path):
 
 
 def test_ctrl_c_stops_the_answer_but_not_the_chat(model_path):
+    # Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &`) would
+    # pass SIGINT down ignored, and the chat would never see it.
     process = subprocess.Popen(JISU + ["chat", "--model", str(model_path), "--temperature", "0",
                                        "--max-tokens", "400"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.stdin.write("Write a very long essay about the history of China.\n")
     process.stdin.flush()
     first = process.stdout.read(20)  # the answer has started streaming
