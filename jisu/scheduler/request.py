@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from jisu.types import Event, FinishReason, SamplingParams, Timings, Usage
 
 if TYPE_CHECKING:
-    from jisu.engine.sampling import Sampler
+    from jisu.engine.protocol import TokenSampler
     from jisu.engine.text_assembler import TextAssembler
     from jisu.scheduler.slots import Slot
 
@@ -40,7 +40,7 @@ class Request:
     generated: list[int] = field(default_factory=list)
     next_token: int | None = None  # sampled, not yet fed through the model
     last_token_held_back: bool = False  # the prompt's last token runs in the next step, alone
-    sampler: Sampler | None = None
+    sampler: TokenSampler | None = None  # the engine's, for this sequence
     text_assembler: TextAssembler | None = None  # its answer so far, as its client sees it
     queue_position: int | None = None
 
