@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 from jisu.config import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.protocol import Engine, Tokenizer
-from jisu.engine.template import render_chat, turn_markers
+from jisu.engine.template import render_chat
 from jisu.models.resolve import ResolvedModel
 from jisu.scheduler.loop import Counters, Scheduler
 from jisu.scheduler.request import Request
@@ -61,9 +61,8 @@ class Runtime:
         """Start the engine thread for an already loaded engine (tests pass a fake one)."""
         self.info = info
         self._engine = engine
-        reply_opening, closing = turn_markers(engine.tokenizer)
         self._scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
-                                    chat_turns=ChatTurns(tuple(reply_opening), tuple(closing)))
+                                    chat_turns=ChatTurns.of_template(engine.tokenizer))
 
     @classmethod
     def load(cls, model: ResolvedModel, config: EngineConfig, **options) -> Runtime:

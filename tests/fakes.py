@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
-from jisu.engine.template import Segment, turn_markers
+from jisu.engine.template import Segment
 from jisu.runtime import ModelInfo, Runtime
 from jisu.scheduler.loop import Scheduler
 from jisu.scheduler.turns import ChatTurns
@@ -184,9 +184,8 @@ def fake_scheduler(engine: FakeEngine | None = None, parallel: int | None = None
     engine = engine or FakeEngine()
     if parallel is not None:
         engine.n_sequences = parallel
-    opening, closing = turn_markers(engine.tokenizer)
     scheduler = Scheduler(engine, max_queue, host_cache_mb * 10**6, reuse_prefixes,
-                          chat_turns=ChatTurns(tuple(opening), tuple(closing)))
+                          chat_turns=ChatTurns.of_template(engine.tokenizer))
     try:
         yield scheduler
     finally:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jisu.engine.protocol import Tokenizer
+from jisu.engine.template import turn_markers
 from jisu.types import FinishReason
 
 if TYPE_CHECKING:
@@ -53,6 +55,12 @@ class ChatTurns:
 
     reply_opening: tuple[int, ...] = ()
     closing: tuple[int, ...] = ()
+
+    @classmethod
+    def of_template(cls, tokenizer: Tokenizer) -> ChatTurns:
+        """The chat template's markers, in this tokenizer's tokens."""
+        reply_opening, closing = turn_markers(tokenizer)
+        return cls(tuple(reply_opening), tuple(closing))
 
     def asks_for_answer(self, prompt: Sequence[int]) -> bool:
         """Whether `prompt` ends by opening an assistant's answer (a chat prompt, not a raw
