@@ -41,9 +41,10 @@ def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, An
     plan = OutputPlan()
     if json_schema is not None:
         plan.schema_instruction = schema_instruction(json_schema)
+    answer_schema = json_schema if json_schema is not None else {"type": "object"}  # json_object: any object
     if choice == "none" or not functions:
         if wants_json:
-            plan.grammar = schema_grammar(json_schema if json_schema is not None else {"type": "object"})
+            plan.grammar = schema_grammar(answer_schema)
         return plan
 
     plan.tools_for_template = tools
@@ -52,8 +53,7 @@ def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, An
     builder = GrammarBuilder(property_order=CALL_PROPERTY_ORDER)
     calls = add_tool_calls_rule(builder, allowed)
     if choice == "auto" and wants_json:
-        json_rule = builder.add_schema(json_schema if json_schema is not None else {"type": "object"},
-                                       "answer", "response_format")
+        json_rule = builder.add_schema(answer_schema, "answer", "response_format")
         root = f"root ::= {calls} | {json_rule}"
     else:
         root = f"root ::= {calls}"
