@@ -15,6 +15,9 @@ DEFAULT_MAX_QUEUE = 64  # requests that may wait when every slot is busy
 DEFAULT_HOST_CACHE_MB = 512  # conversations kept in RAM when they no longer fit a slot
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+# The format browser mode ships to pages. In WebAssembly q8_0 reads prompts and decodes
+# fastest (no 4-bit unpacking; README: Browser mode); the CPU server's iq4_nl is the slowest there.
+DEFAULT_BROWSER_QUANT = "q8_0"
 
 
 def jisu_home() -> Path:

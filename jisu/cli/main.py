@@ -10,6 +10,7 @@ from jisu import __version__
 from jisu.cli.ask import ask
 from jisu.cli.chat import chat
 from jisu.cli.common import EXIT_USER_ERROR
+from jisu.cli.export_web import export_web
 from jisu.cli.models import models, pull, quantize_command
 from jisu.cli.serve import serve
 
@@ -22,6 +23,7 @@ def cli():
 
 cli.add_command(ask)
 cli.add_command(chat)
+cli.add_command(export_web)
 cli.add_command(pull)
 cli.add_command(models)
 cli.add_command(quantize_command)

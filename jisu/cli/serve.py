@@ -9,6 +9,7 @@ import click
 
 from jisu.cli.common import UserError, load_runtime, model_options, reports_user_errors
 from jisu.config import (
+    DEFAULT_BROWSER_QUANT,
     DEFAULT_HOST,
     DEFAULT_HOST_CACHE_MB,
     DEFAULT_MAX_QUEUE,
@@ -107,14 +108,21 @@ def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool)
               help="A web origin whose pages may call the API, e.g. https://app.example (repeatable).")
 @click.option("--insecure-no-auth", is_flag=True,
               help="Serve a non-loopback address without any key (anyone on the network may use it).")
+@click.option("--browser-quant", default=DEFAULT_BROWSER_QUANT, show_default=True, metavar="TYPE",
+              help="Format of the model pages get when they run it themselves (browser mode).")
+@click.option("--no-browser-mode", is_flag=True,
+              help="Do not offer the model to pages that would run it in the browser.")
 @click.option("--shutdown-grace", type=click.FloatRange(0, 3600), default=DEFAULT_SHUTDOWN_GRACE_S,
               show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running answers may finish before they are ended.")
 @reports_user_errors
 def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel, max_queue, cache_ram,
-          api_keys, api_key_files, allowed_hosts, cors_origins, insecure_no_auth, shutdown_grace):
+          api_keys, api_key_files, allowed_hosts, cors_origins, insecure_no_auth, browser_quant, no_browser_mode,
+          shutdown_grace):
     """Start the API server and web UI."""
+    from jisu.cli.export_web import locate_browser_model
     from jisu.server.app import create_app
+    from jisu.server.browser import BrowserModelFiles
     from jisu.server.runner import build_server
 
     keys, shown_key = choose_keys(host, api_keys, api_key_files, insecure_no_auth)
@@ -124,8 +132,11 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
     sock = bind(host, port)
     runtime = load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=parallel,
                            max_queue=max_queue, host_cache_mb=cache_ram)
+    # Prepared on the first page that asks (a fetch or quantization, then ~0.5 GB written).
+    browser_model = None if no_browser_mode else BrowserModelFiles(
+        lambda: locate_browser_model(model, browser_quant), jisu_home())
     try:
-        app = create_app(runtime, access)
+        app = create_app(runtime, access, browser_model=browser_model)
         announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys))
         build_server(app, shutdown_grace).run(sockets=[sock])
     finally:

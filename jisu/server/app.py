@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from importlib import resources
 
@@ -12,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from jisu import __version__
 from jisu.runtime import Runtime
 from jisu.server.access import AccessPolicy
+from jisu.server.browser import BrowserModelFiles
+from jisu.server.browser import router as browser_router
 from jisu.server.errors import install_error_handlers, without_validation_422
 from jisu.server.guard import Guard
 from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
@@ -21,17 +24,25 @@ from jisu.server.serving import Serving
 from jisu.server.websocket import router as socket_router
 
 
+# WebAssembly compiles while it streams in only when served as application/wasm; some
+# systems' MIME tables do not know the type.
+mimetypes.add_type("application/wasm", ".wasm")
+
+
 def web_dir():
     return resources.files("jisu") / "web"
 
 
-def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The app; `access` defaults to what a loopback server needs: no keys, local names."""
+def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               browser_model: BrowserModelFiles | None = None) -> FastAPI:
+    """The app; `access` defaults to what a loopback server needs: no keys, local names.
+    `browser_model` is what pages running the model themselves fetch (None: browser mode off)."""
     app = FastAPI(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
     metrics = Metrics(runtime.stats)
     app.state.serving = Serving(runtime, metrics)
     app.state.access = access or AccessPolicy.build()
     app.state.started_at = int(time.time())
+    app.state.browser_model = browser_model
     install_error_handlers(app)
     without_validation_422(app)
     # Outermost first: who may ask (Guard) before how much they may send (BodyLimit).
@@ -40,6 +51,7 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
 
     app.include_router(api_router)
     app.include_router(socket_router)
+    app.include_router(browser_router)
 
     static = web_dir()
     if (static / "index.html").is_file():

@@ -35,6 +35,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Invalid request: `param` names the field",
         401: "Missing or wrong API key",
         403: "Host or Origin not allowed",
+        404: "Not found (for browser mode's files: browser mode is off)",
         408: "The request body stalled",
         413: "Request body too large",
         503: "Queue full or shutting down (see Retry-After)",

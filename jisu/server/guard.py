@@ -16,14 +16,23 @@ from jisu.server.errors import error_body
 
 # Reachable without a key: the health check (load balancers, `docker HEALTHCHECK`) and the
 # chat page with its files (the page itself asks for the key).
-OPEN_PATHS = frozenset({"/health", "/", "/favicon.ico"})
+OPEN_PATHS = frozenset({"/health", "/", "/favicon.ico", "/web-config.json"})
 OPEN_PREFIXES = ("/static/",)
 PAGE_PATHS = frozenset({"/"})
 PAGE_PREFIXES = ("/static/",)
 # The page runs only its own scripts; model output it renders can never load anything.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
-            "frame-ancestors 'none'")
+# Browser mode compiles the vendored WebAssembly ('wasm-unsafe-eval' allows only that, not
+# eval) and starts wllama's workers from blob: URLs it makes from its own code.
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+            "style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# Cross-origin isolation: without it a page gets no SharedArrayBuffer, so wllama runs on one
+# thread. Everything the page loads is its own, so requiring CORP of other origins costs nothing.
+ISOLATION_HEADERS = [
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
 BASELINE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -141,7 +150,7 @@ class Guard:
     def _with_headers(send, page: bool, cors_origin: str | None):
         extra = list(BASELINE_HEADERS)
         if page:
-            extra.append((b"content-security-policy", PAGE_CSP.encode()))
+            extra += [(b"content-security-policy", PAGE_CSP.encode()), *ISOLATION_HEADERS]
         if cors_origin:  # never "*": the answer goes to exactly the origin that was listed
             extra += [(b"access-control-allow-origin", cors_origin.encode("latin-1")), (b"vary", b"Origin")]
 

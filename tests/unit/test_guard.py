@@ -16,7 +16,7 @@ from jisu.server.app import create_app
 from streams import receive_until
 
 KEY = "alice-key-123"
-OPEN = {"/health", "/", "/static/app.js"}
+OPEN = {"/health", "/", "/static/app.js", "/web-config.json"}
 
 
 @pytest.fixture
