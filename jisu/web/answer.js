@@ -1,5 +1,6 @@
-// One answer's life cycle: the request goes out over the socket, the events come back
-// (queued, progress, token, done, error, or the socket's own "disconnected"), and the answer
+// One answer's life cycle: the request goes to the backend (the server's socket, or the model
+// in this page), the events come back (queued, progress, token, done, error, or the socket's
+// own "disconnected"), and the answer
 // ends in one of three ways: finished (a message with its stats is added to the conversation,
 // partial text included), dropped (nothing was said: the pending message goes), or failed
 // (an error card, after keeping any text as an interrupted answer).
@@ -12,7 +13,7 @@
 import { t } from "./i18n.js";
 import { appendPendingAnswer, clearErrors, paintStreaming, showAnswerStatus, showError, updateComposer } from "./messages.js";
 
-let hooks; // { socket, isOnScreen(conversation), render(), save(conversation), onOverflow(error) }
+let hooks; // { backend, isOnScreen(conversation), render(), save(conversation), onOverflow(error) }
 let current = null; // { conversation, element, body, status, text, stopping, paintFrame }
 
 export function initAnswers(context) {
@@ -29,12 +30,12 @@ export function startAnswer(conversation, request) {
   const answer = { conversation, ...appendPendingAnswer(), text: "", stopping: false, paintFrame: 0 };
   current = answer;
   refreshComposer();
-  const sent = hooks.socket.ask(request, (event) => onEvent(answer, event));
+  const sent = hooks.backend.ask(request, (event) => onEvent(answer, event));
   if (!sent) {
     current = null;
     answer.element.remove();
     refreshComposer();
-    showError({ text: t("errNotConnected"), retry: true });
+    showError({ text: hooks.backend.notReadyText, retry: true });
   }
 }
 
@@ -43,13 +44,13 @@ export function stopAnswer() {
   const answer = current;
   if (!answer || answer.stopping) return;
   answer.stopping = true;
-  hooks.socket.cancel();
+  hooks.backend.cancel();
   refreshComposer();
 }
 
 /** Send or stop, for the answer now running (if any) and the connection. */
 export function refreshComposer() {
-  updateComposer(current, hooks.socket.connected);
+  updateComposer(current, hooks.backend.connected);
 }
 
 function onEvent(answer, event) {

@@ -3,6 +3,7 @@
 // is in store.js; everything here is glue.
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
+import { backend, initBackend, mode, redrawBackend, retryDevice, startBackend } from "./backend.js";
 import * as chat from "./chat.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
@@ -18,6 +19,7 @@ takeKeyFromUrl(); // before anything talks to the server
 const socket = new ChatSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`,
   onConnection, apiKey);
 let model = null; // the entry of /v1/models, once fetched
+let deviceModel = null; // in device mode: the model this page runs ({name, quantization, ...})
 let modelTried = false; // before the first answer the header says "connecting"
 let connection = { state: "connecting" };
 let everFailed = false; // no banner while the very first connection is being made
@@ -29,7 +31,16 @@ async function boot() {
   applyI18n(document);
   applyTheme();
   buildRoleSelect();
-  chat.initChat({ socket, settings, onSaved: () => refreshSidebar(), onNewChat: newChat });
+  chat.initChat({ backend, settings, onSaved: () => refreshSidebar(), onNewChat: newChat });
+  initBackend({
+    settings, saveSettings, socket, hasServer: await hasServer(),
+    onChange: onBackendChange,
+    onUnauthorized: askForKey,
+    onDeviceReady: (info) => {
+      deviceModel = { name: info.name, quantization: info.quant, onDevice: true };
+      showModel();
+    },
+  });
   initSidebar({
     currentId: () => chat.currentConversation()?.id,
     onOpen: (conversation) => {
@@ -45,8 +56,9 @@ async function boot() {
   initSettings();
   initKeyDialog();
   newChat();
-  socket.connect();
-  loadModel();
+  startBackend();
+  if (mode() === "server") loadModel();
+  else showModel();
   await refreshSidebar();
   document.body.dataset.ready = "true"; // tests wait for this
 }
@@ -92,6 +104,27 @@ function initHeader() {
   systemDark.addEventListener("change", applyTheme);
 }
 
+/** A page exported by `jisu export-web` has no server: its web-config.json says so. */
+async function hasServer() {
+  try {
+    const response = await fetch("web-config.json", { cache: "no-store" });
+    return response.ok ? (await response.json()).server !== false : true;
+  } catch {
+    return true;
+  }
+}
+
+function onBackendChange() {
+  if (mode() === "server") {
+    deviceModel = null;
+    if (!model) loadModel();
+  } else {
+    byId("conn-banner").hidden = true; // the server's connection no longer matters
+  }
+  showModel();
+  chat.setConnected();
+}
+
 async function loadModel() {
   try {
     const response = await fetch("/v1/models", { cache: "no-store", headers: authHeaders() });
@@ -106,18 +139,22 @@ async function loadModel() {
 }
 
 function showModel() {
+  const shown = mode() === "device" ? deviceModel : model;
   const name = byId("model-name");
   name.removeAttribute("data-i18n"); // from now on the text is the model's, not a UI string
-  name.textContent = model ? model.name : t("modelUnknown");
+  const waiting = mode() === "device" ? t("modelLoading") : t("modelUnknown");
+  name.textContent = shown ? shown.name : waiting;
   name.title = name.textContent; // in full, where a phone has to clip it
   const quant = byId("model-quant");
-  quant.hidden = !model?.quantization;
-  quant.textContent = model?.quantization || "";
-  byId("model-info").title = model ? `${model.id} · ${t("contextSize", { n: model.context_size })}` : "";
+  quant.hidden = !shown?.quantization;
+  quant.textContent = shown?.quantization || "";
+  byId("model-place").hidden = !shown?.onDevice;
+  byId("model-info").title = shown?.onDevice ? t("modelOnDevice")
+    : shown ? `${shown.id} · ${t("contextSize", { n: shown.context_size })}` : "";
   const note = byId("fallback-note");
-  note.hidden = !model?.fallback_note;
-  note.textContent = model?.fallback_note ? t("fallbackPrefix") + model.fallback_note : "";
-  document.title = model ? `${model.name} · ${t("appTitle")}` : t("appTitle");
+  note.hidden = !shown?.fallback_note;
+  note.textContent = shown?.fallback_note ? t("fallbackPrefix") + shown.fallback_note : "";
+  document.title = shown ? `${shown.name} · ${t("appTitle")}` : t("appTitle");
 }
 
 function buildRoleSelect() {
@@ -151,9 +188,10 @@ function switchLang(lang) {
     conversation.system = preset(conversation.role).prompt;
   }
   buildRoleSelect();
-  if (modelTried) showModel();
+  if (modelTried || mode() === "device") showModel();
   applyTheme();
   onConnection(connection);
+  redrawBackend();
   chat.renderAll();
   drawSidebar();
   byId("setting-lang").value = lang;
@@ -164,10 +202,10 @@ function applyTheme() {
   document.documentElement.dataset.theme = dark ? "dark" : "light";
   byId("hljs-light").disabled = dark;
   byId("hljs-dark").disabled = !dark;
-  const mode = t(settings.theme === "system" ? "themeSystem" : dark ? "themeDark" : "themeLight");
+  const themeName = t(settings.theme === "system" ? "themeSystem" : dark ? "themeDark" : "themeLight");
   const toggle = byId("theme-toggle");
   toggle.replaceChildren(icon(dark ? "moon" : "sun"));
-  toggle.setAttribute("aria-label", t("themeToggle", { mode }));
+  toggle.setAttribute("aria-label", t("themeToggle", { mode: themeName }));
   toggle.title = toggle.getAttribute("aria-label");
 }
 
@@ -175,6 +213,7 @@ function applyTheme() {
 
 function onConnection(status) {
   connection = status;
+  if (mode() === "device") return; // answers come from this page: the server's state does not matter
   const banner = byId("conn-banner");
   document.body.dataset.connected = String(status.state === "open");
   if (status.state === "open") {
@@ -263,8 +302,12 @@ function initKeyDialog() {
     }
     setApiKey(key);
     byId("key-dialog").close();
-    socket.reconnect();
-    loadModel();
+    if (mode() === "device") {
+      retryDevice();
+    } else {
+      socket.reconnect();
+      loadModel();
+    }
   });
 }
 

@@ -11,14 +11,14 @@ import { applyTrim, planTrim } from "./trim.js";
 
 const byId = (id) => document.getElementById(id);
 
-let app; // what the page gives the chat: { socket, settings, onSaved(conversation), onNewChat(prefill) }
+let app; // what the page gives the chat: { backend, settings, onSaved(conversation), onNewChat(prefill) }
 let conversation = null;
 
 export function initChat(context) {
   app = context;
   initMessages({ regenerate, retry, resend, rerender: renderAll });
   initAnswers({
-    socket: app.socket,
+    backend: app.backend,
     isOnScreen: (answered) => answered === conversation,
     render: renderAll,
     save: saveConversation,
@@ -88,7 +88,7 @@ export function setConnected() {
 }
 
 export function renderAll() {
-  renderMessages(conversation, currentAnswer(), app.socket.connected);
+  renderMessages(conversation, currentAnswer(), app.backend.connected);
 }
 
 // ---- what the user does --------------------------------------------------------------------
@@ -97,8 +97,8 @@ async function submit() {
   const input = byId("chat-input");
   const text = input.value.trim();
   if (!text || currentAnswer()) return;
-  if (!app.socket.connected) {
-    showError({ text: t("errNotConnected") });
+  if (!app.backend.connected) {
+    showError({ text: app.backend.notReadyText });
     return;
   }
   input.value = "";
@@ -137,8 +137,8 @@ async function regenerate() {
 
 /** Retry after an error: answer the last user message again. */
 function retry() {
-  if (currentAnswer() || !app.socket.connected) {
-    if (!app.socket.connected) showError({ text: t("errNotConnected"), retry: true });
+  if (currentAnswer() || !app.backend.connected) {
+    if (!app.backend.connected) showError({ text: app.backend.notReadyText, retry: true });
     return;
   }
   if (conversation.messages.at(-1)?.role === "assistant") regenerate();

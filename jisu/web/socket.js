@@ -28,6 +28,16 @@ export class ChatSocket {
 
   /** Drop the current connection (if any) and connect again now, e.g. with a new key. */
   reconnect() {
+    this.close();
+    this.attempt = 0;
+    this.connect();
+  }
+
+  /** Drop the connection without reconnecting (until connect()); an answer in flight ends
+   * as if the connection had dropped. */
+  close() {
+    clearTimeout(this.timer);
+    clearInterval(this.countdown);
     const old = this.ws;
     this.ws = null;
     this.ready = false;
@@ -35,8 +45,9 @@ export class ChatSocket {
       old.onclose = null;
       old.close();
     }
-    this.attempt = 0;
-    this.connect();
+    const handler = this.current;
+    this.current = null;
+    handler?.({ type: "disconnected" });
   }
 
   connect() {

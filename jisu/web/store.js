@@ -68,6 +68,7 @@ export const DEFAULT_SETTINGS = {
   maxTokens: 512,
   role: "general", // role for new chats: a preset key or "custom"
   customPrompt: "",
+  mode: "server", // where answers come from: "server" or "device" (browser mode)
 };
 
 export function loadSettings() {
