@@ -120,6 +120,7 @@ function onBackendChange() {
     if (!model) loadModel();
   } else {
     byId("conn-banner").hidden = true; // the server's connection no longer matters
+    document.body.dataset.connected = "false";
   }
   showModel();
   chat.setConnected();

@@ -106,6 +106,7 @@ function drawDeviceBar() {
   const bar = byId("device-bar");
   const status = deviceStatus;
   document.body.dataset.device = status.state; // tests wait for "ready"
+  if (status.state === "ready") document.body.dataset.deviceBackend = `${status.backend}/${status.threads}`;
   if (mode() !== "device" || status.state === "idle") {
     bar.hidden = true;
     return;

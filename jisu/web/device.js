@@ -21,6 +21,8 @@ const MANIFEST_URL = "web-model/manifest.json"; // relative: the page may live u
 const CONTEXT_TOKENS = 4096; // an f16 KV cache of 48 MB for the 0.5B model
 const PREPARE_POLL_MS = 1000;
 const WEBGPU_FAILED = "jisu.webgpuFailed"; // this browser's WebGPU aborted once: CPU from then on
+// "webgpu" tries WebGPU even on a software adapter, "cpu" never tries it; unset: decide here.
+const BACKEND_CHOICE = "jisu.deviceBackend";
 const BYTES_PER_GB = 1024 ** 3;
 
 export class DeviceEngine {
@@ -225,13 +227,17 @@ async function startWllama(files, threads, backend) {
 }
 
 /** A real GPU through WebGPU, or null: software adapters (SwiftShader) are slower than the
- * CPU path, and a browser whose WebGPU aborted before is not asked again. */
+ * CPU path, and a browser whose WebGPU aborted before is not asked again (unless the user
+ * chose WebGPU in localStorage jisu.deviceBackend). */
 async function usableGpu() {
-  if (!navigator.gpu || localStorage.getItem(WEBGPU_FAILED) === navigator.userAgent) return null;
+  const choice = localStorage.getItem(BACKEND_CHOICE);
+  if (!navigator.gpu || choice === "cpu") return null;
+  if (choice !== "webgpu" && localStorage.getItem(WEBGPU_FAILED) === navigator.userAgent) return null;
   try {
     const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter || adapter.info?.isFallbackAdapter || adapter.isFallbackAdapter) return null;
-    return adapter;
+    if (!adapter) return null;
+    const software = adapter.info?.isFallbackAdapter || adapter.isFallbackAdapter;
+    return software && choice !== "webgpu" ? null : adapter;
   } catch {
     return null;
   }

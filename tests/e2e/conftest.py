@@ -49,14 +49,30 @@ def small_server(model_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
+    """One Playwright for the session (its sync API cannot run twice in one thread)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    with sync_api.sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def webgpu_browser(playwright):
+    """Chromium with WebGPU on SwiftShader: an adapter exists, but it is a software one."""
+    args = [arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"]
+    launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                          args=args + ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"])
+    yield launched
+    launched.close()
 
 
 @pytest.fixture
