@@ -1,9 +1,9 @@
 // One answer's life cycle: the request goes to the backend (the server's socket, or the model
 // in this page), the events come back (queued, progress, token, done, error, or the socket's
-// own "disconnected"), and the answer
-// ends in one of three ways: finished (a message with its stats is added to the conversation,
-// partial text included), dropped (nothing was said: the pending message goes), or failed
-// (an error card, after keeping any text as an interrupted answer).
+// own "disconnected"), and the answer ends in one of three ways: finished (a message with its
+// stats is added to the conversation, partial text included), dropped (nothing was said: the
+// pending message goes), or failed (an error card, after keeping any text as an interrupted
+// answer).
 //
 // At most one answer runs at a time. It is bound to the conversation it answers, so switching
 // chats mid-answer stops it and its text still lands in the right conversation. A stopped
