@@ -83,7 +83,7 @@ def test_device_mode_answers_streams_reloads_from_cache_and_works_offline(new_pa
         assert page.get_by_test_id("connection-banner").is_hidden(), "the server's absence is no error here"
 
 
-def test_the_same_question_gets_the_same_greedy_answer_in_both_modes(new_page, model_path, browser_home):
+def test_the_same_greedy_answer_in_both_modes_and_stop_works_on_the_device(new_page, model_path, browser_home):
     question = "What is the capital of France? Answer in one sentence."
     with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
                          name="e2e-browser-greedy") as server:
@@ -99,8 +99,18 @@ def test_the_same_question_gets_the_same_greedy_answer_in_both_modes(new_page, m
         ask(page, question)
         wait_answer_done(page, 1, timeout=ANSWER_MS)
         on_device = last_answer(page)
-    assert on_server and on_device == on_server, \
-        "the template and stop tokens come from the same GGUF: the same file answers the same"
+        assert on_server and on_device == on_server, \
+            "the template and stop tokens come from the same GGUF: the same file answers the same"
+
+        configure(page, max_tokens=400)
+        ask(page, "Write a long story about the sea, with many chapters.")
+        page.wait_for_function("() => document.querySelector('.msg.pending [data-testid=answer-body]')"
+                               "?.innerText.length > 20", timeout=ANSWER_MS)
+        page.get_by_test_id("stop-button").click()
+        page.get_by_test_id("finish-cancelled").wait_for(timeout=ANSWER_MS)
+        assert len(last_answer(page)) > 20, "the text written before stop is kept"
+        ask(page, "Say hello.")  # the engine is free again
+        wait_answer_done(page, 3, timeout=ANSWER_MS)
 
 
 def export_site(model_path: Path, home: Path, folder: Path) -> None:
