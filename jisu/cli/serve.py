@@ -134,7 +134,8 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
                            max_queue=max_queue, host_cache_mb=cache_ram)
     # Prepared on the first page that asks (a fetch or quantization, then ~0.5 GB written).
     browser_model = None if no_browser_mode else BrowserModelFiles(
-        lambda: locate_browser_model(model, browser_quant), jisu_home())
+        lambda: locate_browser_model(model, browser_quant), jisu_home(),
+        announce=lambda line: click.echo(f"jisu: {line}", err=True))
     try:
         app = create_app(runtime, access, browser_model=browser_model)
         announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys))

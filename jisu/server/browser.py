@@ -36,8 +36,10 @@ class ModelFile:
 class BrowserModelFiles:
     """Prepares the browser's parts once, on a thread; tells how far it is."""
 
-    def __init__(self, locate: Callable[[], ModelFile], home: Path, part_bytes: int = DEFAULT_PART_BYTES) -> None:
+    def __init__(self, locate: Callable[[], ModelFile], home: Path, part_bytes: int = DEFAULT_PART_BYTES,
+                 announce: Callable[[str], None] = lambda line: None) -> None:
         self._locate = locate  # may fetch or quantize: runs on the preparing thread
+        self._announce = announce  # one line for the server's log at each stage
         self._home = home
         self._part_bytes = part_bytes
         self._lock = threading.Lock()
@@ -97,6 +99,7 @@ class BrowserModelFiles:
 
     def _prepare(self) -> None:
         try:
+            self._announce("browser mode: a page asked for the model; preparing it")
             model = self._locate()
             with self._lock:
                 self._stage = "splitting"
@@ -104,9 +107,12 @@ class BrowserModelFiles:
                                                      self._part_bytes, self._progress)
             with self._lock:
                 self._folder, self._manifest, self._stage = folder, manifest, "ready"
+            self._announce(f"browser mode: {manifest.name} ({manifest.quant}, {manifest.size // 10**6} MB "
+                           f"in {len(manifest.parts)} parts) is ready for pages")
         except Exception as error:  # noqa: BLE001 - any failure is told to the page, not lost
             with self._lock:
                 self._stage, self._error = "failed", str(error) or type(error).__name__
+            self._announce(f"browser mode: the model could not be prepared: {self._error}")
 
 
 router = APIRouter()
