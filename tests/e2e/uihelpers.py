@@ -56,7 +56,16 @@ def put_conversation(page, conversation: dict) -> None:
 def record_sent_frames(page) -> list[dict]:
     """Every message the page sends over its WebSocket, decoded. Call before the page loads:
     the listener only sees sockets opened after it is registered."""
-    sent: list[dict] = []
+    return _record_frames(page, "framesent")
+
+
+def record_received_frames(page) -> list[dict]:
+    """Every message the server sends the page over its WebSocket, decoded (as record_sent_frames)."""
+    return _record_frames(page, "framereceived")
+
+
+def _record_frames(page, event: str) -> list[dict]:
+    frames: list[dict] = []
 
     def on_socket(ws):
         def on_frame(payload):
@@ -64,11 +73,11 @@ def record_sent_frames(page) -> list[dict]:
                 message = json.loads(payload)
             except (TypeError, ValueError):
                 return
-            sent.append(message)
-        ws.on("framesent", on_frame)
+            frames.append(message)
+        ws.on(event, on_frame)
 
     page.on("websocket", on_socket)
-    return sent
+    return frames
 
 
 def shot(page, name: str) -> None:
