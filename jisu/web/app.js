@@ -3,7 +3,7 @@
 // is in store.js; everything here is glue.
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
-import { backend, initBackend, mode, redrawBackend, retryDevice, startBackend } from "./backend.js";
+import { backend, initBackend, mode, redrawBackend, startDevice, startBackend } from "./backend.js";
 import * as chat from "./chat.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
@@ -39,6 +39,7 @@ async function boot() {
     onDeviceReady: (info) => {
       deviceModel = { name: info.name, quantization: info.quant, onDevice: true };
       showModel();
+      backend.prime(chat.currentConversation()?.system);
     },
   });
   initSidebar({
@@ -304,7 +305,7 @@ function initKeyDialog() {
     setApiKey(key);
     byId("key-dialog").close();
     if (mode() === "device") {
-      retryDevice();
+      startDevice();
     } else {
       socket.reconnect();
       loadModel();

@@ -4,14 +4,15 @@
 // mode and shows no switch. This module also draws the device bar under the header: the
 // model's download and load progress, and every reason device mode cannot run or runs slower.
 
-import { DeviceEngine } from "./device.js";
 import { t } from "./i18n.js";
 
 const byId = (id) => document.getElementById(id);
 const MB = 1024 * 1024;
+// Until device mode is first used, its engine (and wllama's 0.3 MB of script) is not loaded.
+const NO_DEVICE = { connected: false, ask: () => false, cancel() {}, prime() {}, start() {}, unload: async () => {} };
 
 let page; // { settings, saveSettings, socket, hasServer, onChange(), onDeviceReady(info), onUnauthorized() }
-let device = null;
+let device = NO_DEVICE;
 let deviceStatus = { state: "idle" };
 
 /** What the chat uses: the chosen side's connection. */
@@ -24,6 +25,10 @@ export const backend = {
   },
   cancel() {
     current().cancel();
+  },
+  /** A chat with this system prompt is on screen: the device may read it ahead. */
+  prime(system) {
+    if (mode() === "device") device.prime(system);
   },
   /** What to tell a user whose message could not be sent. */
   get notReadyText() {
@@ -39,24 +44,27 @@ export function mode() {
   return page.hasServer ? page.settings.mode || "server" : "device";
 }
 
-/** Try loading the model again (after a failure, or with a new access key). */
-export function retryDevice() {
+/** Load the model into the page, or try again (after a failure, or with a new access key). */
+export async function startDevice() {
+  if (device === NO_DEVICE) {
+    const { DeviceEngine } = await import("./device.js");
+    if (device === NO_DEVICE) device = new DeviceEngine(onDeviceStatus);
+  }
   device.start();
 }
 
 export function initBackend(context) {
   page = context;
-  device = new DeviceEngine(onDeviceStatus);
   const toggle = byId("mode-toggle");
   toggle.hidden = !page.hasServer;
   toggle.addEventListener("click", () => setMode(mode() === "device" ? "server" : "device"));
-  byId("device-retry").addEventListener("click", retryDevice);
+  byId("device-retry").addEventListener("click", startDevice);
   drawToggle();
 }
 
 /** Connect the chosen side: the socket, or the model in this page. */
 export function startBackend() {
-  if (mode() === "device") device.start();
+  if (mode() === "device") startDevice();
   else page.socket.connect();
 }
 

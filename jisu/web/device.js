@@ -34,7 +34,9 @@ export class DeviceEngine {
     this.wllama = null;
     this.manifest = null;
     this.current = null; // the answer being generated: { controller }
+    this.priming = null; // the system prompt being read ahead (prime)
     this.starting = null;
+    this.loading = null; // aborts the download and load under way (switching back to the server)
     this.info = null; // { threads, backend, notices } once ready
   }
 
@@ -45,23 +47,34 @@ export class DeviceEngine {
   /** Get the model ready; safe to call again (it retries after a failure). */
   start() {
     if (this.state === "ready") return Promise.resolve();
-    if (!this.starting) this.starting = this.load().finally(() => { this.starting = null; });
+    if (!this.starting) {
+      const loading = new AbortController();
+      const started = this.load(loading.signal).finally(() => {
+        if (this.starting === started) this.starting = null;
+      });
+      this.loading = loading;
+      this.starting = started;
+    }
     return this.starting;
   }
 
-  async load() {
+  async load(signal) {
     try {
-      const manifest = await this.findManifest();
+      const manifest = await this.findManifest(signal);
       this.manifest = manifest;
-      const files = await this.modelFiles(manifest);
-      this.report("loading", { name: manifest.name });
-      await this.loadModel(files, manifest);
+      const files = await this.modelFiles(manifest, signal);
+      signal.throwIfAborted();
+      this.report("loading", { name: manifest.name }, signal);
+      await this.loadModel(files, manifest, signal);
     } catch (error) {
-      this.fail(error);
+      if (!signal.aborted) this.fail(error); // aborted: the user went back to the server, nothing to say
     }
   }
 
-  report(state, detail = {}) {
+  /** Tell the page; a load that was abandoned (signal aborted) has nothing more to say, even
+   * if a write it started finishes afterwards. */
+  report(state, detail = {}, signal = null) {
+    if (signal?.aborted) return;
     this.state = state;
     this.onStatus({ state, ...detail });
   }
@@ -73,20 +86,22 @@ export class DeviceEngine {
 
   /** The manifest from the server (waiting while it prepares the parts), or, with no server
    * to ask, the one this page loaded last. */
-  async findManifest() {
-    this.report("checking");
+  async findManifest(signal) {
+    this.report("checking", {}, signal);
     for (;;) {
+      signal.throwIfAborted();
       let response;
       try {
-        response = await fetch(MANIFEST_URL, { cache: "no-store", headers: authHeaders() });
+        response = await fetch(MANIFEST_URL, { cache: "no-store", headers: authHeaders(), signal });
       } catch {
+        signal.throwIfAborted();
         const remembered = lastManifest();
         if (remembered) return remembered;
         throw new CacheError("offline", "the server cannot be reached and no model is stored here yet");
       }
       if (response.status === 202) {
         const progress = await response.json();
-        this.report("preparing", { done: progress.done, total: progress.total, stage: progress.stage });
+        this.report("preparing", { done: progress.done, total: progress.total, stage: progress.stage }, signal);
         await new Promise((resolve) => setTimeout(resolve, PREPARE_POLL_MS));
         continue;
       }
@@ -98,42 +113,51 @@ export class DeviceEngine {
     }
   }
 
-  async modelFiles(manifest) {
+  async modelFiles(manifest, signal) {
     const memoryGb = navigator.deviceMemory; // Chromium only, rounded, at most 8
     if (memoryGb && memoryGb * BYTES_PER_GB < manifest.size * 1.5) {
       throw new CacheError("memory", "not enough memory", { needGb: (manifest.size * 1.5 / BYTES_PER_GB).toFixed(1), haveGb: memoryGb });
     }
     const cached = await cachedParts(manifest).catch(() => null);
     if (cached) return cached;
-    this.report("downloading", { done: 0, total: manifest.size, name: manifest.name });
+    this.report("downloading", { done: 0, total: manifest.size, name: manifest.name }, signal);
     return download(manifest, `web-model/${encodeURIComponent(manifest.id)}/`, {
       headers: authHeaders(),
-      onProgress: ({ done, total }) => this.report("downloading", { done, total, name: manifest.name }),
+      signal,
+      onProgress: ({ done, total }) => this.report("downloading", { done, total, name: manifest.name }, signal),
     });
   }
 
-  async loadModel(files, manifest) {
+  async loadModel(files, manifest, signal) {
     const notices = [];
     if (!crossOriginIsolated) notices.push(window.isSecureContext ? "not_isolated" : "insecure");
     if (!storageAvailable()) notices.push("no_cache");
     const threads = crossOriginIsolated ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
     let backend = await usableGpu() ? "webgpu" : "cpu";
+    let wllama;
     try {
-      this.wllama = await startWllama(files, threads, backend);
+      wllama = await startWllama(files, threads, backend);
     } catch (error) {
       if (backend !== "webgpu") throw error;
       // wllama's WebGPU path aborts on some Chromium builds: CPU it is, here and next time.
       localStorage.setItem(WEBGPU_FAILED, navigator.userAgent);
       notices.push("webgpu_failed");
       backend = "cpu";
-      this.wllama = await startWllama(files, threads, backend);
+      wllama = await startWllama(files, threads, backend);
     }
+    if (signal.aborted) { // switched back to the server while loading: free it at once
+      await wllama.exit().catch(() => {});
+      signal.throwIfAborted();
+    }
+    this.wllama = wllama;
     this.info = { threads, backend, notices, name: manifest.name, quant: manifest.quant };
-    this.report("ready", this.info);
+    this.report("ready", this.info, signal);
   }
 
   /** Free the model (switching back to the server): the page then holds no ~0.7 GB for it. */
   async unload() {
+    this.loading?.abort();
+    this.starting = null;
     this.cancel();
     const wllama = this.wllama;
     this.wllama = null;
@@ -154,6 +178,16 @@ export class DeviceEngine {
     this.current?.controller.abort();
   }
 
+  /** Read the conversation's system prompt ahead, while the user types: llama.cpp keeps the
+   * common prefix, so the first question then reads only its own tokens (in WebAssembly a
+   * prompt reads at a few dozen tokens a second). */
+  prime(system) {
+    if (!this.connected || this.current || this.priming || !system) return;
+    this.priming = this.wllama.createChatCompletion({
+      messages: [{ role: "system", content: system }, { role: "user", content: "" }], max_tokens: 1, temperature: 0,
+    }).catch(() => {}).finally(() => { this.priming = null; });
+  }
+
   async generate(payload, signal, handler) {
     const startedAt = performance.now();
     let firstAt = 0;
@@ -161,6 +195,8 @@ export class DeviceEngine {
     let last = null;
     const stats = () => statsOf(last, startedAt, firstAt);
     try {
+      await this.priming; // one request at a time in the page's llama.cpp
+      signal.throwIfAborted();
       const chunks = await this.wllama.createChatCompletion({
         messages: payload.messages,
         temperature: payload.temperature,

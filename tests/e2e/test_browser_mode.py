@@ -210,3 +210,23 @@ def test_a_device_without_room_for_the_model_is_told_why(new_page, model_path, b
         page.wait_for_selector("body[data-connected=true]")
         ask(page, "Say hello.")
         wait_answer_done(page, 1, timeout=ANSWER_MS)
+
+
+def test_going_back_to_the_server_mid_download_stops_the_download(new_page, model_path, browser_home):
+    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
+                         name="e2e-browser-back") as server:
+        page = new_page(locale="en-US")
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+        page.get_by_test_id("mode-toggle").click()
+        page.wait_for_selector("body[data-device=downloading]", timeout=DEVICE_LOAD_MS)
+        page.get_by_test_id("mode-toggle").click()
+        page.wait_for_selector("body[data-connected=true]")
+        asked_for = len(part_requests(requests))
+        ask(page, "Say hello.")
+        wait_answer_done(page, 1, timeout=ANSWER_MS)
+        assert page.get_by_test_id("device-bar").is_hidden()
+        assert page.evaluate("document.body.dataset.device") == "idle", "no model was loaded after all"
+        assert len(part_requests(requests)) == asked_for, "no further part was fetched"
