@@ -1,4 +1,5 @@
-"""Every failure leaves the server as OpenAI-shaped JSON: {"error": {message, type, param, code}}."""
+"""Every failure leaves the server as JSON: OpenAI's shape {"error": {message, type, param, code}},
+or on Ollama's routes (/api/...) Ollama's {"error": "message"}."""
 
 from __future__ import annotations
 
@@ -28,9 +29,37 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+class OllamaErrorResponse(BaseModel):
+    error: str
+
+
+OLLAMA_PREFIX = "/api/"  # Ollama's routes: errors there take Ollama's shape
+
+
+def speaks_ollama(path: str) -> bool:
+    return path.startswith(OLLAMA_PREFIX)
+
+
+def ollama_body(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-shaped error body in Ollama's shape: one string, which names the field
+    when the message itself does not (Ollama's clients show only the string)."""
+    error = body["error"]
+    message, param = error["message"], error.get("param")
+    if param and not error.get("code") and param not in message:
+        message = f"{param}: {message}"
+    return {"error": message}
+
+
+def error_body_for(path: str, message: str, type_: str = "invalid_request_error", code: str | None = None
+                   ) -> dict[str, Any]:
+    """The body of an error refused at the door (keys, Host, Origin, body size) for this path."""
+    body = error_body(message, type_, code=code)
+    return ollama_body(body) if speaks_ollama(path) else body
+
+
+def error_responses(*statuses: int, shape: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
     """OpenAPI documentation of the errors a route really returns (FastAPI's default 422 is
-    never sent: see without_validation_422)."""
+    never sent: see without_validation_422); Ollama's routes pass shape=OllamaErrorResponse."""
     described = {
         400: "Invalid request: `param` names the field",
         401: "Missing or wrong API key",
@@ -38,9 +67,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found (for browser mode's files: browser mode is off)",
         408: "The request body stalled",
         413: "Request body too large",
+        501: "Not implemented by jisu (the message says why)",
         503: "Queue full or shutting down (see Retry-After)",
     }
-    return {status: {"model": ErrorResponse, "description": described[status]} for status in statuses}
+    return {status: {"model": shape, "description": described[status]} for status in statuses}
 
 
 def without_validation_422(app: FastAPI) -> None:
@@ -153,22 +183,24 @@ def validation_error(error: RequestValidationError) -> ApiError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    def respond(api: ApiError) -> JSONResponse:
-        return JSONResponse(api.body, status_code=api.status, headers=api.headers)
+    def respond(request: Request, api: ApiError) -> JSONResponse:
+        body = ollama_body(api.body) if speaks_ollama(request.url.path) else api.body
+        return JSONResponse(body, status_code=api.status, headers=api.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_: Request, error: RequestValidationError) -> JSONResponse:
-        return respond(validation_error(error))
+    async def on_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return respond(request, validation_error(error))
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, say)
-            return respond(ApiError(400, "The request body is not valid JSON (UTF-8 text).", code="invalid_json"))
+            return respond(request, ApiError(400, "The request body is not valid JSON (UTF-8 text).",
+                                             code="invalid_json"))
         kind = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(error.status_code)
-        return respond(ApiError(error.status_code, str(error.detail), code=kind))
+        return respond(request, ApiError(error.status_code, str(error.detail), code=kind))
 
-    async def on_known(_: Request, error: Exception) -> JSONResponse:
-        return respond(as_api_error(error))
+    async def on_known(request: Request, error: Exception) -> JSONResponse:
+        return respond(request, as_api_error(error))
 
     # Known errors get their own handlers: a handler for plain Exception runs only after
     # Starlette has treated the error as a crash.

@@ -1,8 +1,8 @@
 """The ASGI middleware in front of every route: Host, Origin, API key, CORS, baseline headers.
 
 Pure ASGI (no BaseHTTPMiddleware): it looks at the headers once, then either answers itself
-with an OpenAI-shaped error or hands the untouched request on, so a streamed answer costs
-nothing extra per token. WebSocket handshakes get the same Host and Origin checks (browsers
+with an error (OpenAI's shape; Ollama's on /api/...) or hands the untouched request on, so a
+streamed answer costs nothing extra per token. WebSocket handshakes get the same Host and Origin checks (browsers
 apply no CORS to WebSockets: this check is the only thing stopping a foreign page).
 """
 
@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable
 
 from jisu.server.access import LOCAL_USER, AccessPolicy, normalize_origin
-from jisu.server.errors import error_body
+from jisu.server.errors import error_body_for
 
 # Reachable without a key: the health check (load balancers, `docker HEALTHCHECK`) and the
 # chat page with its files (the page itself asks for the key).
@@ -122,7 +122,7 @@ class Guard:
                       extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.on_refused(code)
         type_ = "authentication_error" if status == 401 else "permission_error"
-        body = json.dumps(error_body(message, type_, code=code), ensure_ascii=False).encode()
+        body = json.dumps(error_body_for(scope["path"], message, type_, code=code), ensure_ascii=False).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    *BASELINE_HEADERS, *(extra_headers or [])]
         if scope["type"] == "http":

@@ -17,7 +17,7 @@ from typing import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from jisu.server.errors import error_body
+from jisu.server.errors import error_body, error_body_for
 
 MAX_BODY_BYTES = 8 << 20  # a long document fits; a runaway upload does not
 MAX_HEADER_COUNT = 100
@@ -127,21 +127,21 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, 413, "request_too_large", self._too_large())
+            await self._refuse(scope, send, 413, "request_too_large", self._too_large())
             return
         pieces, size = [], 0
         while True:
             try:
                 message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
             except asyncio.TimeoutError:
-                await self._refuse(send, 408, "request_timeout",
+                await self._refuse(scope, send, 408, "request_timeout",
                                    f"The request body stalled for {BODY_TIMEOUT_S:g} s.")
                 return
             if message["type"] == "http.disconnect":
                 return  # the client left before sending all of it: nobody to answer
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._refuse(send, 413, "request_too_large", self._too_large())
+                await self._refuse(scope, send, 413, "request_too_large", self._too_large())
                 return
             pieces.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -161,9 +161,9 @@ class BodyLimit:
     def _too_large(self) -> str:
         return f"The request body is over {self.max_bytes >> 20} MB."
 
-    async def _refuse(self, send, status: int, code: str, message: str) -> None:
+    async def _refuse(self, scope, send, status: int, code: str, message: str) -> None:
         self.on_refused(code)
-        body = json.dumps(error_body(message, code=code)).encode()
+        body = json.dumps(error_body_for(scope["path"], message, code=code)).encode()
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close")]})  # the rest of the upload is never read
