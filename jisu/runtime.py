@@ -32,6 +32,8 @@ class ModelInfo:
     context_size: int
     path: str
     fallback_note: str | None
+    architecture: str = ""  # the GGUF's general.architecture: "qwen2"
+    size_label: str = ""  # the GGUF's general.size_label: "0.5B"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class Runtime:
                 context_size=engine.ctx_size,
                 path=str(model.path),
                 fallback_note=model.fallback_note,
+                architecture=engine.metadata("general.architecture") or "",
+                size_label=engine.metadata("general.size_label") or "",
             )
             return cls(engine, info, **options)
         except BaseException:

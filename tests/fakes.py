@@ -197,7 +197,8 @@ def fake_runtime(engine: FakeEngine | None = None, parallel: int | None = None, 
     if parallel is not None:
         engine.n_sequences = parallel
     info = ModelInfo(name="Fake-0.5B", id="fake-model", quantization="q4_0",
-                     context_size=engine.ctx_size, path="/dev/null", fallback_note=None)
+                     context_size=engine.ctx_size, path="/dev/null", fallback_note=None,
+                     architecture="qwen2", size_label="0.5B")
     return Runtime(engine, info, **options)
 
 

@@ -1,4 +1,5 @@
-"""From an OpenAI request to engine events and back: shared by the HTTP and WebSocket routes."""
+"""From a request to engine events and back: shared by the HTTP (OpenAI's and Ollama's) and
+WebSocket routes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from jisu.runtime import Generation, Prompt, Runtime
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
-from jisu.structured.plan import plan_output
+from jisu.structured.plan import OutputPlan, plan_output
 from jisu.structured.response_format import with_schema_instruction
 from jisu.types import (
     ChatMessage,
@@ -23,6 +24,7 @@ from jisu.types import (
     InvalidRequest,
     PrefillProgress,
     Queued,
+    SamplingParams,
     SchedulerClosed,
     TextDelta,
 )
@@ -53,18 +55,30 @@ class Serving:
     def prepare_chat(self, body: ChatCompletionRequest, endpoint: str = "chat") -> PreparedRequest:
         plan = plan_output(body.response_format, body.tools, body.tool_choice)
         messages = [_to_chat_message(m, i) for i, m in enumerate(body.messages)]
-        messages = with_schema_instruction(messages, plan.schema_instruction)
-        sampling = body.sampling_params()
-        sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
-        prompt = self.runtime.prepare_chat(messages, sampling, plan.tools_for_template)
-        return PreparedRequest(prompt, endpoint, plan.function_names)
+        return self.prepare_conversation(messages, body.sampling_params(), plan, endpoint)
 
     def prepare_completion(self, body: CompletionRequest) -> PreparedRequest:
         try:
             text = body.prompt_text()
         except ValueError as error:
             raise InvalidRequest(str(error), "prompt") from None
-        return PreparedRequest(self.runtime.prepare_completion(text, body.sampling_params()), "completions")
+        return self.prepare_text(text, body.sampling_params(), OutputPlan(), "completions")
+
+    # The same for any wire format (OpenAI's above, Ollama's in ollama.py): messages and
+    # sampling already read from the request, and the output plan (plan_output) it asks for.
+
+    def prepare_conversation(self, messages: list[ChatMessage], sampling: SamplingParams, plan: OutputPlan,
+                             endpoint: str) -> PreparedRequest:
+        """A chat through the template, the answer constrained as `plan` says."""
+        messages = with_schema_instruction(messages, plan.schema_instruction)
+        sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
+        prompt = self.runtime.prepare_chat(messages, sampling, plan.tools_for_template)
+        return PreparedRequest(prompt, endpoint, plan.function_names)
+
+    def prepare_text(self, text: str, sampling: SamplingParams, plan: OutputPlan, endpoint: str) -> PreparedRequest:
+        """A raw prompt continued as written; a plan can constrain it (JSON) but not call tools."""
+        sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
+        return PreparedRequest(self.runtime.prepare_completion(text, sampling), endpoint)
 
     # ---- admission --------------------------------------------------------------------
 
