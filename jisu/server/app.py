@@ -19,6 +19,7 @@ from jisu.server.errors import install_error_handlers, without_validation_422
 from jisu.server.guard import Guard
 from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
 from jisu.server.metrics import Metrics
+from jisu.server.ollama import router as ollama_router
 from jisu.server.routes import router as api_router
 from jisu.server.serving import Serving
 from jisu.server.websocket import router as socket_router
@@ -50,6 +51,7 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
     app.add_middleware(Guard, policy=app.state.access, on_refused=metrics.refused)
 
     app.include_router(api_router)
+    app.include_router(ollama_router)
     app.include_router(socket_router)
     app.include_router(browser_router)
 

@@ -1,5 +1,6 @@
 """Schemathesis fuzzes every route of the app's own OpenAPI schema (fake engine, in process):
-no input gets a 5xx other than a documented 503, and every response matches the schema
+no input gets a 5xx other than a documented 503 (or 501: the Ollama routes jisu does not
+implement), and every response matches the schema
 (status codes, content types, bodies). The same against the real model:
 tests/integration/test_fuzz_real_engine.py."""
 
