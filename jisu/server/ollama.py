@@ -94,7 +94,7 @@ async def ollama_chat(body: OllamaChatRequest, request: Request) -> Response:
     writer = AnswerWriter(serving.runtime.info.id, "chat")
     headers = ignored_options_header(body.ignored_options())
     if not body.messages:
-        return _single(writer.loaded(), body.stream, headers)
+        return _single(writer.loaded(), body.streams, headers)
 
     def prepare() -> PreparedRequest:
         plan = plan_output(body.response_format(), body.tools, None)  # Ollama has no tool_choice
@@ -102,7 +102,7 @@ async def ollama_chat(body: OllamaChatRequest, request: Request) -> Response:
         sampling = body.sampling_params(serving.runtime.info.context_size)
         return serving.prepare_conversation(messages, sampling, plan, "ollama_chat")
 
-    return await _answer(request, _prepare(serving, prepare, "ollama_chat"), writer, body.stream, headers)
+    return await _answer(request, _prepare(serving, prepare, "ollama_chat"), writer, body.streams, headers)
 
 
 @router.post("/api/generate", responses={**ANSWERED, **_errors(*DOOR, *BODY, 503)})
@@ -111,7 +111,7 @@ async def ollama_generate(body: OllamaGenerateRequest, request: Request) -> Resp
     writer = AnswerWriter(serving.runtime.info.id, "generate")
     headers = ignored_options_header(body.ignored_options())
     if not body.prompt and not body.system:
-        return _single(writer.loaded(), body.stream, headers)
+        return _single(writer.loaded(), body.streams, headers)
 
     def prepare() -> PreparedRequest:
         plan = plan_output(body.response_format(), None, None)
@@ -120,7 +120,7 @@ async def ollama_generate(body: OllamaGenerateRequest, request: Request) -> Resp
             return serving.prepare_text(body.prompt, sampling, plan, "ollama_generate")
         return serving.prepare_conversation(body.chat_messages(), sampling, plan, "ollama_generate")
 
-    return await _answer(request, _prepare(serving, prepare, "ollama_generate"), writer, body.stream, headers)
+    return await _answer(request, _prepare(serving, prepare, "ollama_generate"), writer, body.streams, headers)
 
 
 def _prepare(serving: Serving, prepare: Callable[[], PreparedRequest], endpoint: str) -> PreparedRequest:

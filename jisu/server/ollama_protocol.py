@@ -172,7 +172,7 @@ class _OllamaRequest(BaseModel):
     model: str | None = None  # any name: answered by the served model, which each answer names
     options: OllamaOptions | None = None
     format: Literal["", "json"] | dict[str, Any] | None = None
-    stream: StrictBool = True  # Ollama streams unless told not to
+    stream: StrictBool | None = None  # Ollama streams unless told not to (null: its default)
     keep_alive: str | float | None = None  # accepted, and ignored: jisu's one model stays loaded
     template: str | None = None
     think: StrictBool | str | None = None
@@ -191,6 +191,10 @@ class _OllamaRequest(BaseModel):
         if think not in (None, False):
             raise ValueError("this model does not think; leave think unset or false")
         return think
+
+    @property
+    def streams(self) -> bool:
+        return self.stream is not False
 
     def response_format(self) -> dict[str, Any] | None:
         """`format` as the structured-output machinery reads it (OpenAI's response_format)."""
@@ -216,7 +220,7 @@ class OllamaChatRequest(_OllamaRequest):
 class OllamaGenerateRequest(_OllamaRequest):
     prompt: Text = ""  # empty: Ollama's "load the model" request
     system: Text | None = None
-    raw: StrictBool = False  # the prompt goes to the model as written, markers and all
+    raw: StrictBool | None = None  # the prompt goes to the model as written, markers and all
     suffix: str | None = None
     images: list[Any] | None = None
     context: list[Any] | None = None

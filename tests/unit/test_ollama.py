@@ -163,6 +163,13 @@ def test_chat_without_streaming_is_one_object(client):
     assert_final(body)
 
 
+def test_stream_null_is_the_default(client):
+    """Ollama reads a missing or null stream as true, and a null raw as false."""
+    assert ndjson(client.post("/api/chat", json=chat(stream=None)))[-1]["done"] is True
+    lines = ndjson(client.post("/api/generate", json={"prompt": "hi", "stream": None, "raw": None}))
+    assert "".join(line["response"] for line in lines) == ANSWER
+
+
 def test_num_predict_ends_with_length(client):
     body = client.post("/api/chat", json=chat(stream=False, options={"num_predict": 3})).json()
     assert body["message"]["content"] == "Hel" and body["done_reason"] == "length"
