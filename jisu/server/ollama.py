@@ -110,7 +110,7 @@ async def ollama_generate(body: OllamaGenerateRequest, request: Request) -> Resp
     serving = _serving(request)
     writer = AnswerWriter(serving.runtime.info.id, "generate")
     headers = ignored_options_header(body.ignored_options())
-    if not body.prompt and not body.system:
+    if not body.prompt and (body.raw or not body.system):  # raw mode has no system prompt
         return _single(writer.loaded(), body.streams, headers)
 
     def prepare() -> PreparedRequest:

@@ -303,9 +303,11 @@ def test_generate_with_format(client, sampled):
         assert response.status_code == 200 and sampled[-1].grammar
 
 
-def test_generate_empty_prompt_loads_the_model(client):
-    body = client.post("/api/generate", json={"model": "x", "stream": False}).json()
-    assert body == {**body, "response": "", "done": True, "done_reason": "load"}
+def test_generate_empty_prompt_loads_the_model(client, sampled):
+    for request in ({"model": "x"}, {"prompt": "", "system": "Be brief.", "raw": True}):
+        body = client.post("/api/generate", json={**request, "stream": False}).json()
+        assert body == {**body, "response": "", "done": True, "done_reason": "load"}
+    assert not sampled, "nothing was generated"
 
 
 # ---- what jisu refuses --------------------------------------------------------------------
