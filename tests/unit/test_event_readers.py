@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 import pytest
 
 from jisu.cli.common import TerminalPrinter, UserError
 from jisu.server.errors import ApiError
+from jisu.server.ollama import AnswerLines
+from jisu.server.ollama_protocol import AnswerWriter
 from jisu.server.protocol import ChunkWriter
 from jisu.server.serving import WholeAnswer
 from jisu.server.sse import ChunkStream
@@ -32,7 +35,8 @@ ONE_OF_EACH = [Queued(1), PrefillProgress(10, 20), TextDelta("你好", [1]),
 def readers() -> list[EventReader]:
     return [SocketMessages(), ChunkStream(ChunkWriter("m"), ["get_weather"], include_usage=True),
             ChunkStream(ChunkWriter("m", kind="text"), [], include_usage=False), WholeAnswer(),
-            TerminalPrinter(show_progress=True, pieces=[])]
+            TerminalPrinter(show_progress=True, pieces=[]), AnswerLines(AnswerWriter("m", "chat"), ["get_weather"]),
+            AnswerLines(AnswerWriter("m", "generate"), [])]
 
 
 def test_every_kind_of_event_has_a_reading():
@@ -64,6 +68,8 @@ def test_an_answer_cut_by_a_stop_is_an_error_not_an_ending():
     [line] = ChunkStream(ChunkWriter("m"), [], include_usage=True).read(cut)
     assert '"code": "server_shutdown"' in line and "finish_reason" not in line
     assert SocketMessages().read(cut)["finish_reason"] == "shutdown"
+    [ndjson_line] = AnswerLines(AnswerWriter("m", "chat"), []).read(cut)
+    assert json.loads(ndjson_line) == {"error": "The server stopped before the answer was complete; retry."}
     with pytest.raises(ApiError) as raised:
         WholeAnswer().read(cut)
     assert raised.value.status == 503
