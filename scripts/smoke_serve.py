@@ -6,8 +6,8 @@ Standard library only, so it runs against a venv that has no test tools:
 
 Starts VENV_DIR/bin/jisu serve on a free port with the default model (which fetches or falls
 back exactly as a new user's first start does), waits for /health, loads the page, asks one
-question, then sends SIGTERM and expects exit code 0. Exits non-zero with the server's log
-on any failure.
+question, has browser mode's model prepared and fetches a part of it, then sends SIGTERM and
+expects exit code 0. Exits non-zero with the server's log on any failure.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +44,32 @@ def ask(base: str, question: str) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)
+
+
+def check_browser_mode(base: str) -> str | None:
+    """Browser mode from a plain install: wllama's WebAssembly is served as such, and the
+    server prepares the model's parts for pages (fetching or quantizing the browser's format,
+    then splitting it). Returns what is wrong, or None."""
+    status, wasm = get(f"{base}/static/vendor/wllama/wllama.wasm")
+    if status != 200 or not wasm.startswith(b"\0asm"):
+        return f"wllama's WebAssembly is not served (HTTP {status})"
+    started = time.monotonic()
+    while time.monotonic() - started < STARTUP_TIMEOUT_S:
+        try:
+            status, body = get(f"{base}/web-model/manifest.json", timeout=30)
+        except urllib.error.HTTPError as error:  # 503: the server says why it could not
+            return f"browser mode's model: HTTP {error.code} {error.read()[:300]!r}"
+        if status == 200:
+            manifest = json.loads(body)
+            part = manifest["parts"][-1]
+            status, data = get(f"{base}/web-model/{manifest['id']}/{part['file']}", timeout=60)
+            if status != 200 or len(data) != part["size"]:
+                return f"a part of the browser's model did not download whole (HTTP {status})"
+            print(f"smoke: browser mode's model ready after {time.monotonic() - started:.1f} s: "
+                  f"{manifest['quant']}, {len(manifest['parts'])} parts, {manifest['size'] // 10**6} MB")
+            return None
+        time.sleep(1)
+    return f"the browser's model was not ready within {STARTUP_TIMEOUT_S} s"
 
 
 def main(venv: Path) -> int:
@@ -84,6 +111,10 @@ def main(venv: Path) -> int:
     if not text.strip():
         return fail(f"empty answer: {answer}")
     print(f"smoke: answered {answer['usage']['completion_tokens']} tokens: {text.strip()[:60]!r}")
+
+    problem = check_browser_mode(base)
+    if problem:
+        return fail(problem)
 
     server.send_signal(signal.SIGTERM)
     try:
