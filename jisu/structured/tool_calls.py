@@ -1,4 +1,9 @@
-"""Reading the model's answer back: Qwen2.5's `<tool_call>` blocks into OpenAI tool calls."""
+"""Reading the model's answer back: Qwen2.5's `<tool_call>` blocks into OpenAI tool calls.
+
+With `tool_choice: auto` (and always on Ollama's API, which has no tool_choice) the model may
+write its call without the tags: a whole answer that is one JSON object `{"name", "arguments"}`
+naming an offered function, bare or in a ```json fence, is read as that call too (small
+models, the 0.5B coder among them, do this). Ollama reads such answers the same way."""
 
 from __future__ import annotations
 
@@ -12,42 +17,82 @@ TOOL_CALL_CLOSE = "</tool_call>"
 TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
+BARE_CALL = re.compile(r"\s*(?:```(?:json)?\s*)?(\{.*\})\s*(?:```)?\s*", re.DOTALL)
+FENCE_OPENING = re.compile(r"```(?:json)?\s*")
+
+
 def split_tool_calls(text: str, function_names: list[str]) -> tuple[str | None, list[dict[str, Any]]]:
     """(content, tool_calls) from generated text. A call that does not parse, or names an
     unknown function, is never passed on: then the whole text is returned as content."""
     if TOOL_CALL_OPEN not in text:
-        return text, []
+        call = _bare_call(text, function_names)
+        return (None, [call]) if call else (text, [])
     calls = []
     for block in TOOL_CALL_BLOCK.findall(text):
-        try:
-            call = json.loads(block)
-        except json.JSONDecodeError:
+        call = _read_call(block, function_names)
+        if call is None:
             return text, []
-        if not isinstance(call, dict) or call.get("name") not in function_names \
-                or not isinstance(call.get("arguments", {}), dict):
-            return text, []
-        calls.append({
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call["name"],
-                         "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)},
-        })
+        calls.append(call)
     if not calls or text.count(TOOL_CALL_OPEN) != len(calls):
         return text, []  # an unfinished call (cut by max_tokens): show it as text
     content = text[: text.index(TOOL_CALL_OPEN)].strip()
     return content or None, calls
 
 
+def _read_call(block: str, function_names: list[str]) -> dict[str, Any] | None:
+    """One call's JSON as an OpenAI tool call; None unless it names an offered function."""
+    try:
+        call = json.loads(block)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(call, dict) or call.get("name") not in function_names \
+            or not isinstance(call.get("arguments", {}), dict):
+        return None
+    return {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": call["name"], "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)},
+    }
+
+
+def _bare_call(text: str, function_names: list[str]) -> dict[str, Any] | None:
+    """The call a whole answer makes without the tags: exactly {"name", "arguments"}."""
+    match = BARE_CALL.fullmatch(text)
+    if not match or not function_names:
+        return None
+    try:
+        keys = set(json.loads(match.group(1)))
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return _read_call(match.group(1), function_names) if keys == {"name", "arguments"} else None
+
+
+def _may_become_bare_call(text: str) -> bool:
+    """Whether an answer that starts like this may still turn out to be one untagged call."""
+    body = text.lstrip()
+    if body.startswith("{") or "```json".startswith(body):
+        return True
+    fence = FENCE_OPENING.match(body)
+    return bool(fence) and (fence.end() == len(body) or body[fence.end()] == "{")
+
+
 class ToolCallStream:
-    """Streams content until a `<tool_call>` starts, then holds the rest for parsing."""
+    """Streams content until a `<tool_call>` starts, then holds the rest for parsing. An
+    answer that starts like an untagged call ("{", "```json") is held until it is clearly
+    not one, or to its end."""
 
     def __init__(self, function_names: list[str]) -> None:
         self.function_names = function_names
         self._text = ""
         self._shown = 0
+        self._maybe_bare = True  # nothing shown yet, and what came may be an untagged call
 
     def feed(self, piece: str) -> str:
         self._text += piece
+        if self._maybe_bare:
+            self._maybe_bare = _may_become_bare_call(self._text)
+            if self._maybe_bare:
+                return ""
         if TOOL_CALL_OPEN in self._text:
             visible_end = self._text.index(TOOL_CALL_OPEN)
         else:  # hold back a possible start of "<tool_call>"

@@ -262,6 +262,17 @@ def test_streamed_tool_calls_come_in_one_line_before_the_end(client, engine):
     assert_final(lines[-1])
 
 
+def test_an_untagged_call_is_a_call_too(client, engine):
+    """The model decides (Ollama has no tool_choice), and small ones often drop the tags."""
+    engine.answer = lambda prompt: '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    for stream in (False, True):
+        response = client.post("/api/chat", json=chat(stream=stream, tools=[WEATHER_TOOL]))
+        messages = [line["message"] for line in ndjson(response)] if stream else [response.json()["message"]]
+        assert [call for m in messages for call in m.get("tool_calls", [])] == [
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+        assert "".join(m["content"] for m in messages) == ""
+
+
 def test_tool_results_in_history(client, prompts):
     history = [
         {"role": "user", "content": "Weather in Paris?"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 import pytest
 from fastapi.testclient import TestClient
@@ -155,6 +157,38 @@ def test_tool_call_stream_releases_text_that_was_not_a_call():
     assert stream.feed("a <tool") == "a "
     assert stream.feed("box> b") == "<toolbox> b"
     assert stream.finish() == ("", [])
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    '```json\n{\n  "name": "get_weather",\n  "arguments": {"city": "Paris"}\n}\n```',
+    '```\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```\n',
+])
+def test_a_whole_answer_that_is_an_untagged_call_is_that_call(text):
+    """Small models with tool_choice auto (Ollama's only mode) often drop the tags."""
+    content, calls = split_tool_calls(text, ["get_weather"])
+    assert content is None and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+    stream = ToolCallStream(["get_weather"])
+    assert "".join(stream.feed(text[i:i + 5]) for i in range(0, len(text), 5)) == "", "held, never shown"
+    rest, streamed = stream.finish()
+    assert rest == "" and streamed[0]["function"] == calls[0]["function"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "launch_rockets", "arguments": {}}',  # not an offered function
+    '{"name": "get_weather", "arguments": {}, "why": "x"}',  # more than a call
+    '{"city": "Paris"}',  # a JSON answer
+    'Call {"name": "get_weather", "arguments": {}}',  # not the whole answer
+    '```python\nprint("hi")\n```',
+])
+def test_other_answers_stay_content_and_stream_as_soon_as_they_can(text):
+    assert split_tool_calls(text, ["get_weather"]) == (text, [])
+    stream = ToolCallStream(["get_weather"])
+    shown = "".join(stream.feed(text[i:i + 5]) for i in range(0, len(text), 5))
+    rest, calls = stream.finish()
+    assert shown + rest == text and calls == []
+    if not text.startswith("{"):
+        assert shown, "text that cannot be an untagged call is not held to the end"
 
 
 @pytest.fixture
