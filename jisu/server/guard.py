@@ -2,8 +2,9 @@
 
 Pure ASGI (no BaseHTTPMiddleware): it looks at the headers once, then either answers itself
 with an error (OpenAI's shape; Ollama's on /api/...) or hands the untouched request on, so a
-streamed answer costs nothing extra per token. WebSocket handshakes get the same Host and Origin checks (browsers
-apply no CORS to WebSockets: this check is the only thing stopping a foreign page).
+streamed answer costs nothing extra per token. WebSocket handshakes get the same Host and
+Origin checks (browsers apply no CORS to WebSockets: this check is the only thing stopping a
+foreign page).
 """
 
 from __future__ import annotations
