@@ -40,6 +40,8 @@ if [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$flags_key" ]; then
     echo "$flags_key" > "$venv/.llama-build"
 fi
 
+scripts/fetch_wllama.sh  # browser mode's WebAssembly; without npm jisu runs without browser mode
+
 if [ "$extras" = test ]; then
     "$venv/bin/python" -m pip install --quiet --find-links "$wheel_dir" -e ".[test]"
     if ! dpkg -s chromium fonts-wqy-microhei >/dev/null 2>&1; then

@@ -18,7 +18,7 @@ import click
 from jisu.cli.common import UserError, reports_user_errors
 from jisu.config import DEFAULT_BROWSER_QUANT, jisu_home
 from jisu.models.shards import MANIFEST, prepare_browser_model
-from jisu.server.browser import ModelFile
+from jisu.server.browser import ModelFile, wllama_installed
 
 STATIC_README = """\
 # jisu in the browser
@@ -108,6 +108,8 @@ def export_web(folder: Path, model: str | None, quant: str | None) -> None:
     folder = folder.expanduser().resolve()
     if folder.exists() and any(folder.iterdir()):
         raise UserError(f"{folder} is not empty; name a new folder")
+    if not wllama_installed(_web_dir()):
+        raise UserError("wllama is not installed: run scripts/fetch_wllama.sh (it needs npm)")
     model_file = locate_browser_model(model, quant)
     parts_dir, manifest = prepare_browser_model(model_file.path, model_file.name, model_file.quant,
                                                 jisu_home(), on_progress=_progress)

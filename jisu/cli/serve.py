@@ -121,8 +121,8 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
           shutdown_grace):
     """Start the API server and web UI."""
     from jisu.cli.export_web import locate_browser_model
-    from jisu.server.app import create_app
-    from jisu.server.browser import BrowserModelFiles
+    from jisu.server.app import create_app, web_dir
+    from jisu.server.browser import BrowserModelFiles, wllama_installed
     from jisu.server.runner import build_server
 
     keys, shown_key = choose_keys(host, api_keys, api_key_files, insecure_no_auth)
@@ -133,9 +133,13 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
     runtime = load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=parallel,
                            max_queue=max_queue, host_cache_mb=cache_ram)
     # Prepared on the first page that asks (a fetch or quantization, then ~0.5 GB written).
-    browser_model = None if no_browser_mode else BrowserModelFiles(
-        lambda: locate_browser_model(model, browser_quant), jisu_home(),
-        announce=lambda line: click.echo(f"jisu: {line}", err=True))
+    browser_model = None
+    if not no_browser_mode and not wllama_installed(Path(str(web_dir()))):
+        click.echo("jisu: browser mode is off: wllama is not installed (scripts/fetch_wllama.sh needs npm)",
+                   err=True)
+    elif not no_browser_mode:
+        browser_model = BrowserModelFiles(lambda: locate_browser_model(model, browser_quant), jisu_home(),
+                                          announce=lambda line: click.echo(f"jisu: {line}", err=True))
     try:
         app = create_app(runtime, access, browser_model=browser_model)
         announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys))

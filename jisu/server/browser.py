@@ -24,6 +24,12 @@ from jisu.server.errors import ApiError, error_responses
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+def wllama_installed(web: Path) -> bool:
+    """Whether scripts/fetch_wllama.sh put wllama's WebAssembly builds in place (it needs npm)."""
+    wllama = web / "vendor" / "wllama"
+    return all((wllama / name).is_file() for name in ("index.js", "wllama.wasm", "compat/wllama.wasm"))
+
+
 @dataclass(frozen=True)
 class ModelFile:
     """The GGUF file the browser gets, with the names users see."""
@@ -126,10 +132,11 @@ def _files(request: Request) -> BrowserModelFiles:
 
 
 @router.get("/web-config.json", include_in_schema=False)
-async def web_config() -> JSONResponse:
+async def web_config(request: Request) -> JSONResponse:
     """The page asks this first: served by `jisu serve`, so server mode is there too
     (`jisu export-web` writes the same file with "server": false)."""
-    return JSONResponse({"server": True}, headers={"Cache-Control": "no-cache"})
+    browser_mode = getattr(request.app.state, "browser_model", None) is not None
+    return JSONResponse({"server": True, "browser_mode": browser_mode}, headers={"Cache-Control": "no-cache"})
 
 
 PREPARING = {202: {"description": "Still preparing the parts: {status, stage, done, total} (bytes); ask again"}}

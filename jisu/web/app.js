@@ -32,8 +32,9 @@ async function boot() {
   applyTheme();
   buildRoleSelect();
   chat.initChat({ backend, settings, onSaved: () => refreshSidebar(), onNewChat: newChat });
+  const config = await webConfig();
   initBackend({
-    settings, saveSettings, socket, hasServer: await hasServer(),
+    settings, saveSettings, socket, hasServer: config.server !== false, browserMode: config.browser_mode !== false,
     onChange: onBackendChange,
     onUnauthorized: askForKey,
     onDeviceReady: (info) => {
@@ -105,13 +106,14 @@ function initHeader() {
   systemDark.addEventListener("change", applyTheme);
 }
 
-/** A page exported by `jisu export-web` has no server: its web-config.json says so. */
-async function hasServer() {
+/** {server, browser_mode}: a page exported by `jisu export-web` has no server, and a server
+ * installed without npm has no browser mode; web-config.json says which. */
+async function webConfig() {
   try {
     const response = await fetch("web-config.json", { cache: "no-store" });
-    return response.ok ? (await response.json()).server !== false : true;
+    return response.ok ? await response.json() : {};
   } catch {
-    return true;
+    return {};
   }
 }
 

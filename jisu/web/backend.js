@@ -11,7 +11,7 @@ const MB = 1024 * 1024;
 // Until device mode is first used, its engine (and wllama's 0.3 MB of script) is not loaded.
 const NO_DEVICE = { connected: false, ask: () => false, cancel() {}, prime() {}, start() {}, unload: async () => {} };
 
-let page; // { settings, saveSettings, socket, hasServer, onChange(), onDeviceReady(info), onUnauthorized() }
+let page; // { settings, saveSettings, socket, hasServer, browserMode, onChange(), onDeviceReady(info), onUnauthorized() }
 let device = NO_DEVICE;
 let deviceStatus = { state: "idle" };
 
@@ -41,7 +41,8 @@ function current() {
 }
 
 export function mode() {
-  return page.hasServer ? page.settings.mode || "server" : "device";
+  if (!page.hasServer) return "device";
+  return page.browserMode ? page.settings.mode || "server" : "server";
 }
 
 /** Load the model into the page, or try again (after a failure, or with a new access key). */
@@ -56,7 +57,7 @@ export async function startDevice() {
 export function initBackend(context) {
   page = context;
   const toggle = byId("mode-toggle");
-  toggle.hidden = !page.hasServer;
+  toggle.hidden = !page.hasServer || !page.browserMode;
   toggle.addEventListener("click", () => setMode(mode() === "device" ? "server" : "device"));
   byId("device-retry").addEventListener("click", startDevice);
   drawToggle();

@@ -150,7 +150,7 @@ def ready_manifest(client) -> dict:
 def test_manifest_is_202_until_the_parts_exist_then_200(client):
     manifest = ready_manifest(client)
     assert [part["file"] for part in manifest["parts"]][0] == "model-00001-of-00003.gguf"
-    assert client.get("/web-config.json").json() == {"server": True}
+    assert client.get("/web-config.json").json() == {"server": True, "browser_mode": True}
 
 
 def test_parts_are_served_whole_and_by_range(client, browser_files):
@@ -194,6 +194,8 @@ def test_browser_mode_off_is_a_404_that_says_so():
         response = client.get("/web-model/manifest.json")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "browser_mode_off"
+        assert client.get("/web-config.json").json() == {"server": True, "browser_mode": False}, \
+            "the page hides its switch"
 
 
 def test_the_page_is_cross_origin_isolated_and_may_compile_wasm(client):
