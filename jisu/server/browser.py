@@ -74,17 +74,6 @@ class BrowserModelFiles:
             self._thread = threading.Thread(target=self._prepare, name="jisu-browser-model", daemon=True)
             self._thread.start()
 
-    def wait(self, timeout: float | None = None) -> BrowserModel:
-        """Prepare (if needed) and block until done: for `jisu export-web` and tests."""
-        self.start()
-        assert self._thread is not None
-        self._thread.join(timeout)
-        status = self.status()
-        if status["status"] != "ready":
-            raise RuntimeError(status.get("error") or "the browser model is still being prepared")
-        assert self._manifest is not None
-        return self._manifest
-
     def part_path(self, model_id: str, file: str) -> Path | None:
         """The path of a part the manifest lists, else None (nothing else is ever served)."""
         with self._lock:
@@ -94,10 +83,6 @@ class BrowserModelFiles:
         if not any(part.file == file for part in manifest.parts):
             return None
         return folder / file
-
-    def folder(self) -> Path:
-        assert self._folder is not None
-        return self._folder
 
     def _progress(self, done: int, total: int) -> None:
         with self._lock:

@@ -32,12 +32,10 @@ export class DeviceEngine {
     this.onStatus = onStatus;
     this.state = "idle";
     this.wllama = null;
-    this.manifest = null;
     this.current = null; // the answer being generated: { controller }
     this.priming = null; // the system prompt being read ahead (prime)
     this.starting = null;
     this.loading = null; // aborts the download and load under way (switching back to the server)
-    this.info = null; // { threads, backend, notices } once ready
   }
 
   get connected() {
@@ -61,7 +59,6 @@ export class DeviceEngine {
   async load(signal) {
     try {
       const manifest = await this.findManifest(signal);
-      this.manifest = manifest;
       const files = await this.modelFiles(manifest, signal);
       signal.throwIfAborted();
       this.report("loading", { name: manifest.name }, signal);
@@ -150,8 +147,7 @@ export class DeviceEngine {
       signal.throwIfAborted();
     }
     this.wllama = wllama;
-    this.info = { threads, backend, notices, name: manifest.name, quant: manifest.quant };
-    this.report("ready", this.info, signal);
+    this.report("ready", { threads, backend, notices, name: manifest.name, quant: manifest.quant }, signal);
   }
 
   /** Free the model (switching back to the server): the page then holds no ~0.7 GB for it. */

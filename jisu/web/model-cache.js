@@ -111,19 +111,44 @@ async function checkQuota(manifest, dir) {
   }
 }
 
-/** Append the rest of one part to what is stored, resuming at `have` bytes when the server
- * honours Range (a server that sends the whole part again gets it written from the start). */
-async function fetchPart(dir, part, have, url, { signal, headers }, onBytes) {
-  const rangeHeaders = have > 0 && have < part.size ? { ...headers, Range: `bytes=${have}-` } : headers;
+/** GET one part; a network failure or an HTTP error is a CacheError("download"). */
+async function requestPart(url, part, { signal, headers }) {
   let response;
   try {
-    // no-store: the part goes to OPFS; the HTTP cache would keep a second copy of it.
-    response = await fetch(url, { headers: rangeHeaders, cache: "no-store", signal });
+    // no-store: the part goes to OPFS (or memory); the HTTP cache would keep a second copy.
+    response = await fetch(url, { headers, cache: "no-store", signal });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new CacheError("download", `network error (${error.message})`);
   }
   if (!response.ok) throw new CacheError("download", `HTTP ${response.status} for ${part.file}`);
+  return response;
+}
+
+/** Hand each chunk of the body to `take` as it arrives; a broken body is a CacheError. */
+async function readBody(response, take) {
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      await take(value);
+    }
+  } catch (error) {
+    if (error.name === "AbortError" || error instanceof CacheError) throw error;
+    throw new CacheError("download", `the download broke off (${error.message})`);
+  }
+}
+
+function checkArrived(part, have) {
+  if (have !== part.size) throw new CacheError("download", `${part.file}: ${have} of ${part.size} bytes arrived`);
+}
+
+/** Append the rest of one part to what is stored, resuming at `have` bytes when the server
+ * honours Range (a server that sends the whole part again gets it written from the start). */
+async function fetchPart(dir, part, have, url, { signal, headers }, onBytes) {
+  const ranged = have > 0 && have < part.size ? { ...headers, Range: `bytes=${have}-` } : headers;
+  const response = await requestPart(url, part, { signal, headers: ranged });
   const resumed = response.status === 206;
   if (!resumed) have = 0;
   const handle = await dir.getFileHandle(part.file, { create: true });
@@ -131,52 +156,36 @@ async function fetchPart(dir, part, have, url, { signal, headers }, onBytes) {
   try {
     if (resumed) await writable.seek(have);
     else await writable.truncate(0);
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      await writable.write(value);
-      have += value.byteLength;
+    await readBody(response, async (chunk) => {
+      await writable.write(chunk);
+      have += chunk.byteLength;
       onBytes(have);
-    }
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new CacheError("download", `the download broke off (${error.message})`);
+    });
   } finally {
     await writable.close(); // what arrived stays, so the next attempt resumes after it
   }
-  if (have !== part.size) throw new CacheError("download", `${part.file}: ${have} of ${part.size} bytes arrived`);
+  checkArrived(part, have);
 }
 
 /** Without OPFS (a page that is not a secure context, e.g. plain http from another machine)
  * nothing can be kept: the parts are fetched into memory for this visit only. */
 async function downloadToMemory(manifest, baseUrl, { onProgress, signal, headers }) {
-  const blobs = [];
+  const files = [];
   let done = 0;
   for (const part of manifest.parts) {
-    let response;
-    try {
-      response = await fetch(`${baseUrl}${part.file}`, { headers, cache: "no-store", signal });
-    } catch (error) {
-      if (error.name === "AbortError") throw error;
-      throw new CacheError("download", `network error (${error.message})`);
-    }
-    if (!response.ok) throw new CacheError("download", `HTTP ${response.status} for ${part.file}`);
+    const response = await requestPart(`${baseUrl}${part.file}`, part, { signal, headers });
     const chunks = [];
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done: finished, value } = await reader.read();
-      if (finished) break;
-      chunks.push(value);
-      done += value.byteLength;
+    await readBody(response, (chunk) => {
+      chunks.push(chunk);
+      done += chunk.byteLength;
       onProgress?.({ done, total: manifest.size });
-    }
-    const blob = new File(chunks, part.file);
-    if (blob.size !== part.size) throw new CacheError("download", `${part.file}: ${blob.size} of ${part.size} bytes arrived`);
-    if (!(await matchesChecksum(blob, part))) throw new CacheError("corrupt", `${part.file} does not match its checksum`);
-    blobs.push(blob);
+    });
+    const file = new File(chunks, part.file);
+    checkArrived(part, file.size);
+    if (!(await matchesChecksum(file, part))) throw new CacheError("corrupt", `${part.file} does not match its checksum`);
+    files.push(file);
   }
-  return blobs;
+  return files;
 }
 
 async function partIsIntact(dir, part) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,22 @@ def wait_device_ready(page) -> None:
     assert state == "ready", page.get_by_test_id("device-text").inner_text()
 
 
+@contextmanager
+def server_and_page(new_page, model_path: Path, home: Path, name: str, locale: str = "zh-CN",
+                    init_script: str | None = None):
+    """A `jisu serve` with browser mode and a page on it in server mode, connected; yields
+    (server, page, the URLs the page requested)."""
+    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(home)}, name=name) as server:
+        page = new_page(locale=locale)
+        if init_script:
+            page.context.add_init_script(init_script)
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(f"{server.url}/")
+        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+        yield server, page, requests
+
+
 def part_requests(requests: list[str]) -> list[str]:
     return [url for url in requests if "/web-model/" in url and url.endswith(".gguf")]
 
@@ -48,13 +65,7 @@ def last_answer(page) -> str:
 
 
 def test_device_mode_answers_streams_reloads_from_cache_and_works_offline(new_page, model_path, browser_home):
-    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
-                         name="e2e-browser") as server:
-        page = new_page()
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(f"{server.url}/")
-        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+    with server_and_page(new_page, model_path, browser_home, "e2e-browser") as (server, page, requests):
         assert page.evaluate("crossOriginIsolated"), "threads need the isolation headers"
         switch_to_device(page)
         assert page.get_by_test_id("model-place").is_visible(), "the header says the model runs here"
@@ -85,11 +96,7 @@ def test_device_mode_answers_streams_reloads_from_cache_and_works_offline(new_pa
 
 def test_the_same_greedy_answer_in_both_modes_and_stop_works_on_the_device(new_page, model_path, browser_home):
     question = "What is the capital of France? Answer in one sentence."
-    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
-                         name="e2e-browser-greedy") as server:
-        page = new_page(locale="en-US")
-        page.goto(f"{server.url}/")
-        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+    with server_and_page(new_page, model_path, browser_home, "e2e-browser-greedy", "en-US") as (_, page, _requests):
         configure(page, temperature=0, max_tokens=32)
         ask(page, question)
         wait_answer_done(page, 1, timeout=ANSWER_MS)
@@ -194,14 +201,8 @@ def test_webgpu_is_used_only_when_it_works(webgpu_browser, model_path, browser_h
     ("navigator.storage.estimate = async () => ({quota: 50 * 1024 * 1024, usage: 0})", "Not enough browser storage"),
 ])
 def test_a_device_without_room_for_the_model_is_told_why(new_page, model_path, browser_home, shortage, expected):
-    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
-                         name="e2e-browser-room") as server:
-        page = new_page(locale="en-US")
-        page.context.add_init_script(shortage)
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(f"{server.url}/")
-        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+    with server_and_page(new_page, model_path, browser_home, "e2e-browser-room", "en-US",
+                         init_script=shortage) as (_, page, requests):
         page.get_by_test_id("mode-toggle").click()
         page.wait_for_selector("body[data-device=failed]", timeout=DEVICE_LOAD_MS)
         assert expected in page.get_by_test_id("device-text").inner_text()
@@ -213,13 +214,7 @@ def test_a_device_without_room_for_the_model_is_told_why(new_page, model_path, b
 
 
 def test_going_back_to_the_server_mid_download_stops_the_download(new_page, model_path, browser_home):
-    with launched_server(model_path, "--ctx-size", "2048", env={"JISU_HOME": str(browser_home)},
-                         name="e2e-browser-back") as server:
-        page = new_page(locale="en-US")
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(f"{server.url}/")
-        page.wait_for_selector("body[data-ready=true][data-connected=true]")
+    with server_and_page(new_page, model_path, browser_home, "e2e-browser-back", "en-US") as (_, page, requests):
         page.get_by_test_id("mode-toggle").click()
         page.wait_for_selector("body[data-device=downloading]", timeout=DEVICE_LOAD_MS)
         page.get_by_test_id("mode-toggle").click()
