@@ -31,8 +31,8 @@ END_OF_TURN = 257
 class ByteTokenizer:
     n_vocab = 259
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        tokens: list[int] = []
+    def tokenize(self, text: str, special: bool = False, add_special: bool = False) -> list[int]:
+        tokens: list[int] = []  # add_special: like Qwen, this vocabulary adds no BOS
         rest = text
         while rest:
             if special:
@@ -48,11 +48,13 @@ class ByteTokenizer:
     def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
         return [t for s in segments for t in self.tokenize(s.text, s.special)]
 
-    def piece(self, token: int) -> bytes:
-        return bytes([token]) if token < 256 else b""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        if token < 256:
+            return bytes([token])
+        return next(m for m, t in SPECIALS.items() if t == token).encode() if special else b""
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        return b"".join(self.piece(t, special) for t in tokens).decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token: int) -> bool:
         return token in (257, 258)

@@ -40,16 +40,18 @@ class Tokenizer(Protocol):
 
     n_vocab: int
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
-        """`special`: control-token markers in the text become control tokens."""
+    def tokenize(self, text: str, special: bool = False, add_special: bool = False) -> list[int]:
+        """`special`: control-token markers in the text become control tokens.
+        `add_special`: the tokens the model puts around every text (BOS), if it has any."""
 
     def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
         """A rendered chat template, each segment tokenized on its own."""
 
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token; control tokens render as nothing."""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token in the vocabulary; control tokens render as nothing,
+        or with `special` as their markers."""
 
-    def detokenize(self, tokens: Sequence[int]) -> str: ...
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str: ...
 
     def is_end_of_generation(self, token: int) -> bool: ...
 

@@ -28,15 +28,15 @@ class Tokenizer:
         self._pieces: dict[int, bytes] = {}
         self._segments = _SegmentCache(SEGMENT_CACHE_TOKENS)
 
-    def tokenize(self, text: str, special: bool = False) -> list[int]:
+    def tokenize(self, text: str, special: bool = False, add_special: bool = False) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buffer = (C.llama_token * capacity)()
-        count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+        count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, add_special, special)
         if count < 0:  # buffer too small: llama.cpp reports the size it needs
             capacity = -count
             buffer = (C.llama_token * capacity)()
-            count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, False, special)
+            count = C.llama_tokenize(self.vocab, data, len(data), buffer, capacity, add_special, special)
         return list(buffer[:count])
 
     def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
@@ -53,20 +53,27 @@ class Tokenizer:
             tokens.extend(known)
         return tokens
 
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token (control tokens render as nothing)."""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token; control tokens render as nothing unless `special`
+        (then as their markers, "<|im_end|>"). `token` must be in the vocabulary:
+        llama.cpp aborts the process on any other id."""
         cached = self._pieces.get(token)
         if cached is None:
-            buffer = ctypes.create_string_buffer(64)
-            length = C.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
-            if length < 0:
-                buffer = ctypes.create_string_buffer(-length)
-                length = C.llama_token_to_piece(self.vocab, token, buffer, -length, 0, False)
-            cached = self._pieces[token] = buffer.raw[:length]
+            cached = self._pieces[token] = self._render(token, special=False)
+        if special and not cached:  # only control tokens render differently
+            return self._render(token, special=True)
         return cached
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+    def _render(self, token: int, special: bool) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        length = C.llama_token_to_piece(self.vocab, token, buffer, 64, 0, special)
+        if length < 0:
+            buffer = ctypes.create_string_buffer(-length)
+            length = C.llama_token_to_piece(self.vocab, token, buffer, -length, 0, special)
+        return buffer.raw[:length]
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        return b"".join(self.piece(t, special) for t in tokens).decode("utf-8", errors="replace")
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, token))

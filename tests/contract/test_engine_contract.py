@@ -179,6 +179,18 @@ def test_control_markers_are_tokens_only_when_asked(engine):
     assert not any(tokenizer.is_end_of_generation(t) for t in tokenizer.tokenize("Hello"))
 
 
+def test_control_tokens_render_as_markers_when_asked(engine):
+    """/detokenize must give back what /tokenize read, control tokens included."""
+    tokenizer = engine.tokenizer
+    text = "<|im_start|>user\n你好<|im_end|>"
+    tokens = tokenizer.tokenize(text, special=True)
+    assert tokenizer.detokenize(tokens, special=True) == text
+    assert tokenizer.detokenize(tokens) == "user\n你好", "without `special` control tokens stay silent"
+    [end_of_turn] = tokenizer.tokenize("<|im_end|>", special=True)
+    assert tokenizer.piece(end_of_turn, special=True) == b"<|im_end|>"
+    assert tokenizer.piece(end_of_turn) == b"", "asking once with `special` changes no later answer"
+
+
 def test_segments_tokenize_each_in_its_own_way(engine):
     tokenizer = engine.tokenizer
     segments = [Segment("<|im_start|>", True), Segment("user\n<|im_end|>", False), Segment("<|im_end|>", True)]
