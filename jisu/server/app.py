@@ -22,6 +22,7 @@ from jisu.server.metrics import Metrics
 from jisu.server.ollama import router as ollama_router
 from jisu.server.routes import router as api_router
 from jisu.server.serving import Serving
+from jisu.server.tokens import router as tokens_router
 from jisu.server.websocket import router as socket_router
 
 
@@ -51,6 +52,7 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
     app.add_middleware(Guard, policy=app.state.access, on_refused=metrics.refused)
 
     app.include_router(api_router)
+    app.include_router(tokens_router)
     app.include_router(ollama_router)
     app.include_router(socket_router)
     app.include_router(browser_router)
