@@ -20,6 +20,7 @@ from jisu.server.guard import Guard
 from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
 from jisu.server.metrics import Metrics
 from jisu.server.ollama import router as ollama_router
+from jisu.server.request_id import RequestIds
 from jisu.server.routes import router as api_router
 from jisu.server.serving import Serving
 from jisu.server.tokens import router as tokens_router
@@ -35,11 +36,18 @@ def web_dir():
     return resources.files("jisu") / "web"
 
 
+class _App(FastAPI):
+    def build_middleware_stack(self):
+        # Request ids wrap everything, Starlette's own error middleware included, so even
+        # a crash's 500 names its request (add_middleware only reaches inside it).
+        return RequestIds(super().build_middleware_stack())
+
+
 def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_bytes: int = MAX_BODY_BYTES,
                browser_model: BrowserModelFiles | None = None) -> FastAPI:
     """The app; `access` defaults to what a loopback server needs: no keys, local names.
     `browser_model` is what pages running the model themselves fetch (None: browser mode off)."""
-    app = FastAPI(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
+    app = _App(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
     metrics = Metrics(runtime.stats)
     app.state.serving = Serving(runtime, metrics)
     app.state.access = access or AccessPolicy.build()

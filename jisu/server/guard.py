@@ -39,7 +39,9 @@ BASELINE_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),  # the page's URL may carry its key (#key=...)
 ]
-CORS_ALLOW_HEADERS = b"authorization, content-type, x-requested-with, openai-organization, openai-project"
+CORS_ALLOW_HEADERS = (b"authorization, content-type, x-requested-with, x-request-id, openai-organization, "
+                      b"openai-project")
+CORS_EXPOSE_HEADERS = b"x-request-id"  # a listed origin's script may read the id of its request
 CORS_MAX_AGE = b"600"
 WEBSOCKET_KEY_PROTOCOL = "jisu-key."  # Sec-WebSocket-Protocol: jisu, jisu-key.<KEY>
 WEBSOCKET_PROTOCOL = "jisu"
@@ -153,7 +155,8 @@ class Guard:
         if page:
             extra += [(b"content-security-policy", PAGE_CSP.encode()), *ISOLATION_HEADERS]
         if cors_origin:  # never "*": the answer goes to exactly the origin that was listed
-            extra += [(b"access-control-allow-origin", cors_origin.encode("latin-1")), (b"vary", b"Origin")]
+            extra += [(b"access-control-allow-origin", cors_origin.encode("latin-1")),
+                      (b"access-control-expose-headers", CORS_EXPOSE_HEADERS), (b"vary", b"Origin")]
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":

@@ -18,6 +18,7 @@ from typing import Callable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from jisu.server.errors import error_body, error_body_for
+from jisu.server.request_id import new_request_id
 
 MAX_BODY_BYTES = 8 << 20  # a long document fits; a runaway upload does not
 MAX_HEADER_COUNT = 100
@@ -105,8 +106,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 def _write_and_close(transport, status: int, reason: str, message: str, code: str) -> None:
     body = json.dumps(error_body(message, code=code)).encode()
+    # The head never reached ASGI: a new id, as every response has one.
     head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+            f"content-length: {len(body)}\r\nx-request-id: {new_request_id()}\r\n"
+            f"connection: close\r\n\r\n").encode()
     transport.write(head + body)
     transport.close()
 

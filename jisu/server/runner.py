@@ -18,6 +18,7 @@ import click
 import uvicorn
 
 from jisu.server.limits import MAX_BODY_BYTES, LimitedHttpToolsProtocol
+from jisu.server.request_id import log_requests
 from jisu.server.serving import Serving
 
 DEFAULT_SHUTDOWN_GRACE_S = 10.0
@@ -25,6 +26,7 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 
 def build_server(app, grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> GracefulServer:
     """The server `jisu serve` runs (tests run the same one in a thread)."""
+    log_requests()  # uvicorn's own access log stays off: ours carries each request's id
     config = uvicorn.Config(
         app, log_level="warning", http=LimitedHttpToolsProtocol.reporting_to(app.state.serving.metrics.refused),
         ws="websockets-sansio",
