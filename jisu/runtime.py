@@ -9,7 +9,9 @@ put together.
 
 from __future__ import annotations
 
+import functools
 import queue
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -17,6 +19,7 @@ from jisu.config import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE, EngineConfig
 from jisu.engine.llama import LlamaEngine
 from jisu.engine.protocol import Engine, Tokenizer
 from jisu.engine.template import render_chat
+from jisu.models.digest import file_sha256
 from jisu.models.resolve import ResolvedModel
 from jisu.scheduler.loop import Counters, Scheduler
 from jisu.scheduler.request import Request
@@ -34,6 +37,14 @@ class ModelInfo:
     fallback_note: str | None
     architecture: str = ""  # the GGUF's general.architecture: "qwen2"
     size_label: str = ""  # the GGUF's general.size_label: "0.5B"
+    sha256: str = ""  # of the model file
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """OpenAI's system_fingerprint: which weights, in which format, wrote an answer
+        ("fp_3f2a9c01de_iq4_nl"), so a client can tell when the server changed under it."""
+        quant = re.sub(r"[^a-z0-9]+", "_", self.quantization.lower()).strip("_") or "unknown"
+        return f"fp_{self.sha256[:10] or 'unhashed'}_{quant}"
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class Runtime:
                 fallback_note=model.fallback_note,
                 architecture=engine.metadata("general.architecture") or "",
                 size_label=engine.metadata("general.size_label") or "",
+                sha256=file_sha256(model.path),  # once per file: remembered in JISU_HOME
             )
             return cls(engine, info, **options)
         except BaseException:

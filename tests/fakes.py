@@ -24,6 +24,7 @@ from jisu.scheduler.loop import Scheduler
 from jisu.scheduler.turns import ChatTurns
 from jisu.types import InvalidRequest, SamplingParams
 
+FAKE_MODEL_SHA256 = "3f2a9c01de" + "0" * 54  # what the fake runtime says its model file hashes to
 SPECIALS = {"<|im_start|>": 256, "<|im_end|>": 257, "<|endoftext|>": 258}
 END_OF_TURN = 257
 
@@ -200,7 +201,7 @@ def fake_runtime(engine: FakeEngine | None = None, parallel: int | None = None, 
         engine.n_sequences = parallel
     info = ModelInfo(name="Fake-0.5B", id="fake-model", quantization="q4_0",
                      context_size=engine.ctx_size, path="/dev/null", fallback_note=None,
-                     architecture="qwen2", size_label="0.5B")
+                     architecture="qwen2", size_label="0.5B", sha256=FAKE_MODEL_SHA256)
     return Runtime(engine, info, **options)
 
 

@@ -209,16 +209,17 @@ def openai_finish_reason(reason: FinishReason) -> str:
 class ChunkWriter:
     """Builds the chunks of one streamed chat completion, all sharing id and timestamp."""
 
-    def __init__(self, model: str, kind: Literal["chat", "text"] = "chat") -> None:
+    def __init__(self, model: str, kind: Literal["chat", "text"] = "chat", fingerprint: str | None = None) -> None:
         self.kind = kind
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.model = model
+        self.fingerprint = fingerprint  # OpenAI's system_fingerprint: ModelInfo.fingerprint
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "choices": choices, **extra}
+                "system_fingerprint": self.fingerprint, "choices": choices, **extra}
 
     def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
         if self.kind == "chat":

@@ -76,7 +76,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
     answer = serving.start(prepared)
     if body.stream:
-        writer = ChunkWriter(serving.runtime.info.id)
+        writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint)
         return event_stream(answer, ChunkStream(writer, prepared.function_names, _includes_usage(body)))
     text, finished = await answer.complete(request.is_disconnected)
     message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -90,6 +90,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         "object": "chat.completion",
         "created": int(time.time()),
         "model": serving.runtime.info.id,
+        "system_fingerprint": serving.runtime.info.fingerprint,
         "choices": [{
             "index": 0,
             "message": message,
@@ -107,7 +108,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     prepared = _prepare(serving, lambda: serving.prepare_completion(body), "completions")
     answer = serving.start(prepared)
     if body.stream:
-        writer = ChunkWriter(serving.runtime.info.id, kind="text")
+        writer = ChunkWriter(serving.runtime.info.id, kind="text", fingerprint=serving.runtime.info.fingerprint)
         return event_stream(answer, ChunkStream(writer, [], _includes_usage(body)))
     text, finished = await answer.complete(request.is_disconnected)
     if body.echo:
@@ -117,6 +118,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         "object": "text_completion",
         "created": int(time.time()),
         "model": serving.runtime.info.id,
+        "system_fingerprint": serving.runtime.info.fingerprint,
         "choices": [{"index": 0, "text": text, "logprobs": None,
                      "finish_reason": openai_finish_reason(finished.reason)}],
         "usage": usage_dict(finished.usage),
