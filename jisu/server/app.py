@@ -15,6 +15,7 @@ from jisu.runtime import Runtime
 from jisu.server.access import AccessPolicy
 from jisu.server.browser import BrowserModelFiles
 from jisu.server.browser import router as browser_router
+from jisu.server.docs import router as docs_router
 from jisu.server.errors import install_error_handlers, without_validation_422
 from jisu.server.guard import Guard
 from jisu.server.limits import MAX_BODY_BYTES, BodyLimit
@@ -47,7 +48,8 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
                browser_model: BrowserModelFiles | None = None) -> FastAPI:
     """The app; `access` defaults to what a loopback server needs: no keys, local names.
     `browser_model` is what pages running the model themselves fetch (None: browser mode off)."""
-    app = _App(title="jisu", version=__version__, docs_url="/docs", redoc_url=None)
+    # /docs is jisu's own (docs.py): FastAPI's loads Swagger UI from a CDN.
+    app = _App(title="jisu", version=__version__, docs_url=None, redoc_url=None)
     metrics = Metrics(runtime.stats)
     app.state.serving = Serving(runtime, metrics)
     app.state.access = access or AccessPolicy.build()
@@ -64,6 +66,7 @@ def create_app(runtime: Runtime, access: AccessPolicy | None = None, max_body_by
     app.include_router(ollama_router)
     app.include_router(socket_router)
     app.include_router(browser_router)
+    app.include_router(docs_router)
 
     static = web_dir()
     if (static / "index.html").is_file():

@@ -13,6 +13,7 @@ import json
 from typing import Any, Callable
 
 from jisu.server.access import LOCAL_USER, AccessPolicy, normalize_origin
+from jisu.server.docs import DOCS_PATH
 from jisu.server.errors import error_body_for
 
 # Reachable without a key: the health check (load balancers, `docker HEALTHCHECK`) and the
@@ -27,6 +28,9 @@ PAGE_PREFIXES = ("/static/",)
 PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
             "style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The API's Swagger UI page (docs.py) loads only jisu's own files and talks only to jisu.
+DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # Cross-origin isolation: without it a page gets no SharedArrayBuffer, so wllama runs on one
 # thread. Everything the page loads is its own, so requiring CORP of other origins costs nothing.
 ISOLATION_HEADERS = [
@@ -96,7 +100,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         page = scope["path"] in PAGE_PATHS or scope["path"].startswith(PAGE_PREFIXES)
-        await self.app(scope, receive, self._with_headers(send, page, origin if cors_origin else None))
+        docs = scope["path"] == DOCS_PATH or scope["path"].startswith(DOCS_PATH + "/")
+        await self.app(scope, receive, self._with_headers(send, page, docs, origin if cors_origin else None))
 
     def _authenticate(self, scope, headers: dict[str, str], state: dict[str, Any]) -> bool:
         """Set state['user']; False only when the request must be refused now. A WebSocket
@@ -150,10 +155,12 @@ class Guard:
         await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
-    def _with_headers(send, page: bool, cors_origin: str | None):
+    def _with_headers(send, page: bool, docs: bool, cors_origin: str | None):
         extra = list(BASELINE_HEADERS)
         if page:
             extra += [(b"content-security-policy", PAGE_CSP.encode()), *ISOLATION_HEADERS]
+        if docs:
+            extra.append((b"content-security-policy", DOCS_CSP.encode()))
         if cors_origin:  # never "*": the answer goes to exactly the origin that was listed
             extra += [(b"access-control-allow-origin", cors_origin.encode("latin-1")),
                       (b"access-control-expose-headers", CORS_EXPOSE_HEADERS), (b"vary", b"Origin")]

@@ -227,11 +227,11 @@ def _not_implemented(message: str) -> Callable[..., Any]:
 for _method, _path, _name, _message in NOT_IMPLEMENTED:
     router.add_api_route(_path, _not_implemented(_message), methods=[_method], name=f"ollama_{_name}",
                          summary=f"Ollama's {_path}: not implemented (501)", status_code=501,
-                         responses=_errors(*DOOR, *((413,) if _method == "POST" else ()), 501))
+                         responses=_errors(*DOOR, *((408, 413) if _method == "POST" else ()), 501))
 
 
 @router.post("/api/blobs/{digest}", summary="Ollama's /api/blobs: not implemented (501)", status_code=501,
-             responses=_errors(*DOOR, 413, 501))
+             responses=_errors(*DOOR, 408, 413, 501))
 async def ollama_blobs(digest: str, request: Request) -> JSONResponse:
     """Uploads for /api/create, which jisu does not do either."""
     return await _not_implemented(_NO_MODEL_FILES)(request)
