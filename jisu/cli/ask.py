@@ -1,24 +1,32 @@
-"""`jisu ask`: one question, one streamed answer; piped stdin becomes part of the prompt."""
+"""`jisu ask`: one question, one streamed answer; piped stdin becomes part of the prompt.
+
+It answers through a running `jisu serve` when there is one (jisu.cli.discovery), else it loads
+the model itself; -x keeps only the answer's first fenced code block.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import click
 
 from jisu.cli.common import (
     UserError,
+    describe_finish,
     load_runtime,
     make_sampling,
     model_options,
     print_answer,
     reports_user_errors,
     sampling_options,
+    server_options,
+    write_to_stdout,
 )
-from jisu.structured.plan import plan_output
-from jisu.structured.response_format import with_schema_instruction
+from jisu.cli.discovery import open_backend, server_address
+from jisu.cli.extract import FirstCodeBlock, Outcome
 from jisu.types import ChatMessage, FinishReason
 
 
@@ -44,44 +52,58 @@ def build_prompt(prompt: str | None, piped: str | None) -> str:
 
 @click.command()
 @click.argument("prompt", required=False)
+@server_options
 @model_options
 @sampling_options
 @click.option("--json", "as_json", is_flag=True, help="Answer with one valid JSON object.")
 @click.option("--schema", type=click.Path(dir_okay=False, path_type=Path),
               help="Answer with JSON valid against this JSON schema file.")
-@click.option("--verbose", "-v", is_flag=True, help="Print speed figures and prompt progress to stderr.")
+@click.option("--extract", "-x", is_flag=True,
+              help="Print only the first fenced code block of the answer, without its fences.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Say what answers (server or in-process); speed figures and prompt progress on stderr.")
 @reports_user_errors
-def ask(prompt, model, quant, ctx_size, threads, kv_cache_type, flash_attn, system, temperature, top_p, top_k,
-        max_tokens, seed, as_json, schema, verbose):
+def ask(prompt, url, api_key, model, quant, ctx_size, threads, kv_cache_type, flash_attn, system, temperature,
+        top_p, top_k, max_tokens, seed, as_json, schema, extract, verbose):
     """Answer PROMPT once; text piped into stdin is appended to it.
 
     \b
-    Example:  jisu ask "把这段JS转成TypeScript" < input.js > output.ts
+    Examples:  jisu ask "把这段JS转成TypeScript" < input.js > output.ts
+               jisu ask -x "Convert to TypeScript" < in.js > out.ts   (only the code)
     """
-    plan = plan_output(_response_format(as_json, schema), None, None)
+    if extract and (as_json or schema):
+        raise click.UsageError("-x prints a fenced code block; a --json or --schema answer is JSON without one")
+    address = server_address(url, api_key)
+    response_format = _response_format(as_json, schema)
     piped = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     question = build_prompt(prompt, piped)
     sampling = make_sampling(temperature, top_p, top_k, max_tokens, seed)
-    sampling.grammar = plan.grammar
     messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", question)]
-    messages = with_schema_instruction(messages, plan.schema_instruction)
 
-    with load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=1) as runtime:
-        prepared = runtime.prepare_chat(messages, sampling)
+    def notice(line: str) -> None:
         if verbose:
-            click.echo(f"[{runtime.info.name} {runtime.info.quantization}, prompt {len(prepared.tokens)} tokens]",
-                       err=True)
+            click.echo(line, err=True)
+
+    load = lambda: load_runtime(model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel=1)  # noqa: E731
+    with closing(open_backend(address, load, notice)) as backend:
+        events = backend.answer(messages, sampling, response_format)
+        block = FirstCodeBlock(write_to_stdout) if extract else None
         try:
-            _, finished = print_answer(runtime, prepared, show_progress=verbose)
+            _, finished = print_answer(events, show_progress=verbose, write=block.feed if block else None)
         except KeyboardInterrupt:
-            sys.stdout.write("\n")
+            if block is None:
+                sys.stdout.write("\n")
             sys.exit(130)
+    if block is not None:
+        _report_extraction(block.finish())
     if verbose and finished:
-        t = finished.timings
-        click.echo(
-            f"[time to first token {t.time_to_first_token_s:.2f} s, {t.completion_tokens} tokens, "
-            f"{t.decode_tokens_per_s:.1f} tokens/s, stopped by {finished.reason.value}]",
-            err=True,
-        )
+        click.echo(describe_finish(finished), err=True)
     if finished and finished.reason is FinishReason.LENGTH and not max_tokens:
         click.echo("jisu: the answer filled the context window and was cut off", err=True)
+
+
+def _report_extraction(outcome: Outcome) -> None:
+    if outcome is Outcome.NO_BLOCK:
+        click.echo("jisu: the answer has no fenced code block; printed it whole", err=True)
+    elif outcome is Outcome.UNCLOSED:
+        click.echo("jisu: the answer ended inside its code block; printed the block up to there", err=True)

@@ -1,21 +1,24 @@
-"""What the CLI commands share: model and sampling flags, loading, and error reporting."""
+"""What the CLI commands share: model, sampling and server flags, loading, error reporting, and
+printing an answer's events to the terminal."""
 
 from __future__ import annotations
 
 import functools
 import sys
 from contextlib import closing
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
-from jisu.config import DEFAULT_CTX_SIZE, DEFAULT_PARALLEL, MAX_CTX_SIZE, EngineConfig
+from jisu.config import DEFAULT_CTX_SIZE, DEFAULT_MODEL_ALIAS, DEFAULT_PARALLEL, MAX_CTX_SIZE, EngineConfig
 from jisu.types import (
+    Event,
     EventReader,
-    ModelError,
     Failed,
     Finished,
     InvalidRequest,
+    ModelError,
     PrefillProgress,
     Queued,
     SamplingParams,
@@ -23,9 +26,12 @@ from jisu.types import (
 )
 
 if TYPE_CHECKING:  # loading the runtime loads llama.cpp: only commands that run a model do
-    from jisu.runtime import Prompt, Runtime
+    from jisu.runtime import Runtime
 
+# The usual split: 2 when the command line (or a value in it) is wrong and the user can fix it,
+# 1 when a well-formed command failed while running.
 EXIT_USER_ERROR = 2
+EXIT_RUNTIME_FAILURE = 1
 
 
 class UserError(click.ClickException):
@@ -34,11 +40,22 @@ class UserError(click.ClickException):
     exit_code = EXIT_USER_ERROR
 
 
+class RuntimeFailure(click.ClickException):
+    """A one-line message and exit code 1: the command was right, running it failed (a server
+    refused or went away, a model could not be fetched or loaded, the engine failed)."""
+
+    exit_code = EXIT_RUNTIME_FAILURE
+
+
 def reports_user_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from jisu.models.fetch import SourceUnreachable
+
         try:
             return command(*args, **kwargs)
+        except SourceUnreachable as error:  # `jisu pull` offline: nothing the command line can fix
+            raise RuntimeFailure(str(error)) from None
         except (ModelError, InvalidRequest) as error:
             raise UserError(str(error)) from None
         except BrokenPipeError:  # `jisu ask ... | head`: the reader left, nothing is wrong
@@ -46,6 +63,11 @@ def reports_user_errors(command: Callable) -> Callable:
             sys.exit(0)
 
     return wrapper
+
+
+# The flags that say how to load a model. A running server has its model loaded already, so
+# `jisu ask`/`jisu chat` given any of them on the command line load the model themselves.
+MODEL_FLAGS = ("model", "quant", "ctx_size", "threads", "kv_cache_type", "flash_attn")
 
 
 def model_options(command: Callable) -> Callable:
@@ -61,6 +83,19 @@ def model_options(command: Callable) -> Callable:
                      help="q8_0 halves the memory of long contexts."),
         click.option("--flash-attn", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
                      help="auto: off (decodes long contexts ~3x faster on CPUs), on for a q8_0 KV cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def server_options(command: Callable) -> Callable:
+    options = [
+        click.option("--url", envvar="JISU_URL", default=None, metavar="URL",
+                     help="The `jisu serve` to answer through (default: http://127.0.0.1:8080 if one "
+                          "answers there, else the model loads in-process). Also: JISU_URL."),
+        click.option("--api-key", envvar="JISU_API_KEY", default=None, metavar="KEY",
+                     help="The server's API key. Also: JISU_API_KEY (NAME:KEY as `jisu serve` reads it)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -89,6 +124,24 @@ def make_sampling(temperature: float, top_p: float, top_k: int, max_tokens: int 
                           max_tokens=max_tokens, seed=seed)
 
 
+def check_model_choice(model: str | None, quant: str | None, kv_cache_type: str = "f16",
+                       flash_attn: str = "auto") -> None:
+    """What the user named must exist before anything is fetched or loaded: an unknown alias or
+    quantization, a missing or non-GGUF file, or flags that contradict each other are usage
+    errors (exit 2); failing to fetch or load what exists is a runtime failure (exit 1)."""
+    from jisu.models.registry import lookup
+    from jisu.models.resolve import looks_like_path
+    from jisu.models.store import check_gguf
+
+    if kv_cache_type != "f16" and not EngineConfig(Path(), kv_cache_type=kv_cache_type,
+                                                   flash_attention=flash_attn).uses_flash_attention():
+        raise UserError(f"a {kv_cache_type} KV cache needs flash attention (drop --flash-attn off)")
+    if model and looks_like_path(model):
+        check_gguf(Path(model).expanduser().resolve())
+    else:
+        lookup(model or DEFAULT_MODEL_ALIAS).variant(quant)
+
+
 def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: int,
                  kv_cache_type: str = "f16", flash_attn: str = "auto",
                  parallel: int = DEFAULT_PARALLEL, **runtime_options) -> Runtime:
@@ -96,39 +149,54 @@ def load_runtime(model: str | None, quant: str | None, ctx_size: int, threads: i
     from jisu.models.resolve import resolve_model
     from jisu.runtime import Runtime
 
-    resolved = resolve_model(model, quant, quantizer=quantize)
-    config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel,
-                          kv_cache_type=kv_cache_type, flash_attention=flash_attn)
-    return Runtime.load(resolved, config, **runtime_options)
+    check_model_choice(model, quant, kv_cache_type, flash_attn)
+    try:
+        resolved = resolve_model(model, quant, quantizer=quantize)
+        config = EngineConfig(model_path=resolved.path, ctx_size=ctx_size, threads=threads, parallel=parallel,
+                              kv_cache_type=kv_cache_type, flash_attention=flash_attn)
+        return Runtime.load(resolved, config, **runtime_options)
+    except ModelError as error:
+        raise RuntimeFailure(str(error)) from None
 
 
-def print_answer(runtime: Runtime, prompt: Prompt, show_progress: bool = False,
-                 pieces: list[str] | None = None) -> tuple[str, Finished | None]:
-    """Stream an answer to stdout as it is generated; return its text and how it ended.
+def write_to_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
-    Ctrl-C propagates as KeyboardInterrupt, after the request has been cancelled and freed;
-    the text shown until then is in `pieces` when the caller passes a list.
+
+def print_answer(events: Iterator[Event], show_progress: bool = False, pieces: list[str] | None = None,
+                 write: Callable[[str], None] | None = None) -> tuple[str, Finished | None]:
+    """Pass an answer's text to `write` as it is generated (by default: to stdout, then a
+    newline); return its text and how it ended.
+
+    Ctrl-C propagates as KeyboardInterrupt, after the events are closed (which cancels the
+    answer, in-process or on the server); the text shown until then is in `pieces` when the
+    caller passes a list.
     """
-    printer = TerminalPrinter(show_progress, [] if pieces is None else pieces)
-    with closing(runtime.stream(prompt)) as events:
+    printer = TerminalPrinter(show_progress, [] if pieces is None else pieces, write or write_to_stdout)
+    with closing(events):
         for event in events:
             printer.read(event)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    if write is None:
+        write_to_stdout("\n")
     return "".join(printer.pieces), printer.end
 
 
 class TerminalPrinter(EventReader[None]):
-    """The answer's text on stdout as it comes; prompt progress (on request) on stderr."""
+    """The answer's text as it comes; waiting and prompt progress (on request) on stderr."""
 
-    def __init__(self, show_progress: bool, pieces: list[str]) -> None:
+    def __init__(self, show_progress: bool, pieces: list[str],
+                 write: Callable[[str], None] = write_to_stdout) -> None:
         self.show_progress = show_progress
         self.pieces = pieces
+        self.write = write
         self.end: Finished | None = None
         self._progress_shown = False
 
     def queued(self, event: Queued) -> None:
-        pass  # one request at a time: a CLI never waits behind anyone
+        if self.show_progress:  # only a server makes the CLI wait behind others
+            click.echo(f"\r[waiting: {event.position} ahead]", err=True, nl=False)
+            self._progress_shown = True
 
     def progress(self, event: PrefillProgress) -> None:
         if self.show_progress:
@@ -140,11 +208,19 @@ class TerminalPrinter(EventReader[None]):
             click.echo("", err=True)
             self._progress_shown = False
         self.pieces.append(event.text)
-        sys.stdout.write(event.text)
-        sys.stdout.flush()
+        self.write(event.text)
 
     def finished(self, event: Finished) -> None:
         self.end = event
 
     def failed(self, event: Failed) -> None:
-        raise UserError(event.message)
+        raise RuntimeFailure(event.message)
+
+
+def describe_finish(finished: Finished) -> str:
+    """The figures `-v` prints after an answer, the same for both ways of answering."""
+    t, usage = finished.timings, finished.usage
+    cached = f" ({usage.cached_tokens} reused)" if usage.cached_tokens else ""
+    return (f"[prompt {usage.prompt_tokens} tokens{cached}, time to first token {t.time_to_first_token_s:.2f} s, "
+            f"{t.completion_tokens} tokens, {t.decode_tokens_per_s:.1f} tokens/s, "
+            f"stopped by {finished.reason.value}]")

@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from jisu.cli.common import TerminalPrinter, UserError
+from jisu.cli.common import RuntimeFailure, TerminalPrinter
 from jisu.server.errors import ApiError
 from jisu.server.ollama import AnswerLines
 from jisu.server.ollama_protocol import AnswerWriter
@@ -48,7 +48,7 @@ def test_each_format_reads_each_kind_of_event(reader, capsys):
     for event in ONE_OF_EACH:
         try:
             reader.read(event)
-        except (ApiError, UserError):  # how a non-streaming answer or the CLI reports Failed
+        except (ApiError, RuntimeFailure):  # how a non-streaming answer or the CLI reports Failed
             assert isinstance(event, Failed)
 
 
