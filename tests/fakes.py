@@ -82,6 +82,11 @@ class FakeEngine:
     in_decode: threading.Event = field(default_factory=threading.Event)  # set while "computing"
     _interrupt: threading.Event = field(default_factory=threading.Event)
 
+    warmed_up_on: str | None = None  # the name of the thread that called warm_up()
+
+    def warm_up(self) -> None:
+        self.warmed_up_on = threading.current_thread().name
+
     def interrupt(self) -> None:
         self._interrupt.set()
 

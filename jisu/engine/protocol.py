@@ -77,6 +77,10 @@ class Engine(Protocol):
     n_sequences: int
     batch_capacity: int  # most tokens one decode() may carry
 
+    def warm_up(self) -> None:
+        """Run the model once so the first request does not pay for first use; on the
+        thread that will run every decode() after it."""
+
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
         """One forward pass over all slices (one per sequence). Returns, per slice, the
         logits row its sampler reads, or None when the slice asked for no logits. Raises

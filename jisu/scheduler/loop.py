@@ -19,6 +19,7 @@ its KV at once (see turns.py).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import threading
 import time
@@ -48,6 +49,19 @@ from jisu.types import (
 )
 
 log = logging.getLogger(__name__)
+ENGINE_THREAD_NAME = "jisu-engine"
+PR_SET_NAME = 15
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-level name (Linux), so top, py-spy and the benchmarks
+    can tell the engine's CPU time from the HTTP side's. llama.cpp's compute threads, started
+    from this thread, inherit it."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (AttributeError, OSError):
+        pass
+
 
 @dataclass
 class Counters:
@@ -85,8 +99,10 @@ class Scheduler:
         self._interruptible_step_running = False
         self._chat_turns = chat_turns if reuse_prefixes else NO_TURN_MARKERS
         self._turns_to_close: list[tuple[Request, list[int]]] = []
-        self._thread = threading.Thread(target=self._run, name="jisu-engine", daemon=True)
+        self._warmed_up = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=ENGINE_THREAD_NAME, daemon=True)
         self._thread.start()
+        self._warmed_up.wait()  # ready only once the first request would not pay for it
         # A program that ends without close() must not tear llama.cpp down under a running
         # step (one always follows an answer's end: see _close_turns): that crashes.
         atexit.register(self.close)
@@ -150,6 +166,13 @@ class Scheduler:
     # ---- the engine thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        name_os_thread(ENGINE_THREAD_NAME)
+        try:
+            self.engine.warm_up()  # here, on the thread that runs every step (see warm_up)
+        except Exception:  # only a speed-up is lost
+            log.exception("could not warm the model up")
+        finally:
+            self._warmed_up.set()
         while True:
             with self._lock:
                 while not self._closing and not self._waiting and not self._running:

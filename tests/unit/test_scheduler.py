@@ -73,6 +73,13 @@ def prompt(scheduler, text: str) -> list[int]:
     return chat_tokens(scheduler, [ChatMessage("user", text)])
 
 
+def test_the_model_is_warmed_up_on_the_engine_thread_before_the_scheduler_is_ready(engine):
+    # llama.cpp's compute on a second thread (the loading one) halves the decode rate: the
+    # warm-up must run where every step runs, and be over when the scheduler is handed out.
+    with fake_scheduler(engine):
+        assert engine.warmed_up_on == "jisu-engine"
+
+
 def test_answer_streams_and_finishes_with_usage(scheduler):
     tokens = prompt(scheduler, "hi")
     request, events = submit(scheduler, tokens)
