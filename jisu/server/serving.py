@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
 from jisu.runtime import Generation, Prompt, Runtime
+from jisu.server.event_port import EventPort
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
@@ -47,6 +48,7 @@ class Serving:
         self.metrics = metrics
         self.active: set[Answer] = set()  # admitted and not yet ended
         self.draining = False  # shutting down: new requests are refused
+        self._port: EventPort | None = None
 
     # ---- requests in ------------------------------------------------------------------
     # `model` is not checked: a one-model server answers any name with the model it has
@@ -87,15 +89,19 @@ class Serving:
         refusal (queue full, shutting down) is a proper 503 and never an empty 200 stream."""
         if self.draining:
             raise self.refuse(prepared.endpoint, SchedulerClosed("the server is shutting down"))
-        loop = asyncio.get_running_loop()
         answer = Answer(self, prepared.endpoint)
         try:
-            answer.generation = self.runtime.start(
-                prepared.prompt, lambda event: loop.call_soon_threadsafe(answer.deliver, event))
+            answer.generation = self.runtime.start(prepared.prompt, self._event_port().sink(answer.deliver))
         except Exception as error:
             raise self.refuse(prepared.endpoint, error) from None
         self.active.add(answer)
         return answer
+
+    def _event_port(self) -> EventPort:
+        loop = asyncio.get_running_loop()
+        if self._port is None or self._port.loop is not loop:  # tests may serve from a new loop
+            self._port = EventPort(loop)
+        return self._port
 
     def refuse(self, endpoint: str, error: Exception) -> ApiError:
         """The error to answer with, counted in /metrics by endpoint, status and reason."""
