@@ -24,7 +24,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_serving import jisu_server  # noqa: E402
+from servers import jisu_server  # noqa: E402
 from loadgen import stream_chat  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import jisu_server  # noqa: E402
+from servers import jisu_server  # noqa: E402
 from loadgen import stream_chat  # noqa: E402
 from standin import standin_path  # noqa: E402
 

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LLAMA_CPP_PYTHON="llama-cpp-python==0.3.36"   # keep in step with pyproject.toml
 extras="${1:-}"
 venv="${JISU_VENV:-.venv}"
 cache="${JISU_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/jisu}"
@@ -17,14 +16,9 @@ cache="${JISU_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/jisu}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 
-cmake_args="${CMAKE_ARGS:-}"
-if [ "$(uname -m)" = x86_64 ] && echo | gcc -mno-amx-int8 -E - >/dev/null 2>&1; then
-    # llama.cpp's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the Xeons we
-    # run on; AVX-512/AVX2 with weight repacking is what we measured and ship.
-    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-    cmake_args="$cmake_args -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'"
-fi
-flags_key=$(printf '%s|%s|%s' "$LLAMA_CPP_PYTHON" "$(uname -m)" "$cmake_args" | sha256sum | cut -c1-16)
+source scripts/llama_flags.sh
+cmake_args="$llama_cmake_args"
+flags_key="$llama_flags_key"
 wheel_dir="$cache/wheels/$flags_key"
 
 if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
