@@ -203,11 +203,17 @@ class LlamaEngine:
 
     def decode(self, slices: Sequence[BatchSlice]) -> list[int | None]:
         """Run one forward pass over all slices. Returns, per slice, the logits row (its
-        last token's index in the batch) a sampler reads, or None when it asked for none."""
+        last token's index in the batch) a sampler reads, or None when it asked for none.
+
+        The batch is laid out in sequence-id order, whatever order the slices come in: with
+        a KV stream per sequence llama.cpp computes a batch whose sequences are out of order
+        in several passes, each reading all the weights again (8 answers in the order
+        1..7, 0 decoded at 86 ms a step instead of 50)."""
         batch = self._batch
         n = 0
-        logit_rows: list[int | None] = []
-        for piece in slices:
+        logit_rows: list[int | None] = [None] * len(slices)
+        for index in sorted(range(len(slices)), key=lambda i: slices[i].seq_id):
+            piece = slices[index]
             if n + len(piece.tokens) > self.batch_capacity:
                 raise EngineError(f"batch of more than {self.batch_capacity} tokens")
             for offset, token in enumerate(piece.tokens):
@@ -219,9 +225,7 @@ class LlamaEngine:
                 n += 1
             if piece.want_logits and piece.tokens:
                 batch.logits[n - 1] = 1
-                logit_rows.append(n - 1)
-            else:
-                logit_rows.append(None)
+                logit_rows[index] = n - 1
         batch.n_tokens = n
         status = C.llama_decode(self.ctx, batch)
         if status == 2:

@@ -94,6 +94,18 @@ def test_greedy_answers_do_not_depend_on_the_sequence_or_the_batch(fresh):
     sampler.close()
 
 
+def test_slices_out_of_sequence_order_each_get_their_own_row(fresh):
+    # The llama.cpp engine lays a batch out by sequence id (one pass instead of several):
+    # each slice must still get the logits of its own sequence.
+    first, second = prompt(fresh), prompt(fresh, "你好，世界")
+    expected = [next_greedy_token(fresh, 2, second), next_greedy_token(fresh, 3, first)]
+    rows = fresh.decode([BatchSlice(1, second, 0, True), BatchSlice(0, first, 0, True)])
+    for row, tokens, want in zip(rows, (second, first), expected):
+        sampler = fresh.new_sampler(GREEDY, tokens)
+        assert sampler.sample(row) == want, "a slice read another sequence's logits"
+        sampler.close()
+
+
 def test_a_sequence_continues_where_its_kv_ends(fresh):
     tokens = prompt(fresh)
     whole = next_greedy_token(fresh, 0, tokens)
