@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import random
 import re
+from collections import Counter, deque
 from typing import Sequence
 
 import llama_cpp.llama_cpp as C
@@ -45,6 +46,7 @@ class Sampler:
         self._n_vocab = tokenizer.n_vocab
         self._greedy = params.greedy
         self._argmax_only = False  # plain greedy without grammar: no chain needed at all
+        self._penalty_window: PenaltyWindow | None = None  # greedy whose penalties only lower
         self._shortlist = 0  # > 0: run the chain over this many top candidates only
         # ignore_eos (benchmarks' fixed-length answers) never picks an end-of-turn token, as
         # in llama-server: the answer goes on as text rather than as invisible control tokens.
@@ -77,6 +79,8 @@ class Sampler:
                 return
             shortlist = _exact_shortlist(params) if penalized else (1 if params.greedy else params.top_k)
             self._shortlist = min(shortlist, n_vocab)
+            if params.greedy and penalized and shortlist and self._grammar is None:
+                self._penalty_window = PenaltyWindow(params.penalty_last_n, prompt_tokens)
         if penalized:
             penalties = C.llama_sampler_init_penalties(
                 n_vocab, params.penalty_last_n, params.repetition_penalty,
@@ -108,13 +112,26 @@ class Sampler:
             logits[self._banned] = -np.inf
         if self._argmax_only:
             return int(logits.argmax())  # the first of equal maxima, as llama.cpp's greedy
-        if self._grammar is not None:
+        if self._penalty_window is not None:
+            token = self._greedy_penalized(logits)
+        elif self._grammar is not None:
             token = self._draw_allowed(logits)
             C.llama_sampler_accept(self._grammar, token)
         else:
             token = self._draw(logits, self._candidate_ids(logits))
         C.llama_sampler_accept(self._chain, token)
+        if self._penalty_window is not None:
+            self._penalty_window.push(token)
         return token
+
+    def _greedy_penalized(self, logits: np.ndarray) -> int:
+        """Greedy under penalties that only lower the logits of recent tokens: when the best
+        token is not a recent one, no penalty can change the choice, and one argmax decides
+        (most tokens of an answer: Qwen's default repetition penalty costs nothing then)."""
+        best = int(logits.argmax())
+        if not self._penalty_window.contains(best):
+            return best
+        return self._draw(logits, self._candidate_ids(logits))
 
     def _candidate_ids(self, logits: np.ndarray) -> np.ndarray:
         return _top_candidates(logits, self._shortlist) if self._shortlist else np.arange(len(logits))
@@ -171,6 +188,28 @@ class Sampler:
 
     def __del__(self) -> None:
         self.close()
+
+
+class PenaltyWindow:
+    """The last `size` tokens, as llama.cpp's penalties sampler counts them."""
+
+    def __init__(self, size: int, prompt_tokens: Sequence[int]) -> None:
+        self._recent: deque[int] = deque(maxlen=size)
+        self._counts: Counter[int] = Counter()
+        for token in prompt_tokens[-size:]:
+            self.push(token)
+
+    def push(self, token: int) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            dropped = self._recent[0]
+            self._counts[dropped] -= 1
+            if not self._counts[dropped]:
+                del self._counts[dropped]
+        self._recent.append(token)
+        self._counts[token] += 1
+
+    def contains(self, token: int) -> bool:
+        return token in self._counts
 
 
 class _Candidates:

@@ -128,12 +128,13 @@ POEM_SCHEMA_GRAMMAR = schema_grammar({"type": "object", "required": ["title", "l
 
 @pytest.mark.parametrize("sampling", [
     dict(temperature=0, repetition_penalty=1.0),  # argmax
-    dict(temperature=0),  # shortlist, then Qwen's default repetition penalty
+    dict(temperature=0),  # one argmax while the best token is not a recent one, else the shortlist
+    dict(temperature=0, repetition_penalty=1.8, penalty_last_n=8),  # the penalty often decides
     dict(temperature=0.8, seed=5),  # shortlist, then top-k / top-p / temperature / draw
     dict(temperature=1.0, seed=9, presence_penalty=0.5, top_k=40, repetition_penalty=1.0),
     dict(temperature=0, grammar=POEM_SCHEMA_GRAMMAR),  # checked alone, masked when refused
     dict(temperature=0.9, seed=3, grammar=POEM_SCHEMA_GRAMMAR),  # allowed tokens among the top
-], ids=["argmax", "greedy-penalized", "sampled", "sampled-presence", "greedy-grammar", "sampled-grammar"])
+], ids=["argmax", "greedy-penalized", "greedy-strongly-penalized", "sampled", "sampled-presence", "greedy-grammar", "sampled-grammar"])
 def test_fast_sampling_paths_pick_what_llama_cpps_chain_picks(runtime, monkeypatch, sampling):
     from jisu.engine import sampling as sampling_module
 
