@@ -1,293 +1,284 @@
-"""Serving benchmarks: jisu against llama.cpp itself and llama-cpp-python's server, one run.
+"""Serving benchmarks: jisu beside llama.cpp's own llama-server, and both beside the ceiling.
 
-Scenarios (stand-in model, same file and threads for everyone):
-  1 single   one stream, 128 new tokens: jisu serve vs the raw low-level decode loop
-  2 batch8   8 concurrent streams x 128 tokens: jisu vs raw batched decode of 8 sequences
-             vs `python -m llama_cpp.server` under the same load
-  3 turns    8 users, each with ~2,000 tokens of history: TTFT of their 10th turn
-  4 long     4 streams decoding when a 3,000-token prompt arrives: their inter-token gaps
-  and the servers' peak RSS. Medians over --rounds runs where a scenario is repeated.
+One run, same GGUF file, same threads, 8 slots of 4,096 tokens for both servers (llama-server
+built by build_llama_tools.sh from the llama.cpp jisu's wheel vendors: the same kernels).
+Both servers stay up for the whole run and take turns, round by round, so a noisy minute of
+this shared machine hits both. Every request goes through the OpenAI streaming API.
+
+Scenarios:
+  single    one stream, 128 new tokens: decode rate and time to first token
+  batch8    8 concurrent streams x 128 tokens: output rate and decode rate (8 / median gap);
+            jisu's event-loop CPU per streamed token; llama-cpp-python's server (one at a time)
+  rewrite   a ~380-token JavaScript file rewritten as TypeScript: total time and decode rate
+  document  a ~2,900-token document and one question: time to first token
+  room      8 users who each ask again as soon as their answer ends, 10 turns, ~1.9k tokens of
+            history by the 10th: the 10th turn's time to first token
+  paste     a ~3,000-token document arrives while 4 answers stream: their gaps between tokens
+The ceiling, same file and threads, nothing else running: llama-bench (pp512, tg128) and
+llama.cpp's batched decode loop through llama-cpp-python's low-level API (raw_llama.py).
 
     .venv/bin/pip install -e '.[bench]'   # llama_cpp.server's own dependencies
-    .venv/bin/python benchmarks/bench_serving.py [--model PATH] [--rounds 3] [--only batch8,long]
+    .venv/bin/python benchmarks/bench_serving.py [--model PATH] [--rounds 3] [--only single,room]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
 import statistics
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import percentile, run_load, stream_chat  # noqa: E402
-from standin import standin_path  # noqa: E402
+from loadgen import StreamResult, run_load, stream_chat  # noqa: E402
+from servers import (  # noqa: E402
+    cpu_seconds_by_side,
+    jisu_server,
+    llama_cpp_server,
+    llama_server,
+    llama_tools,
+    peak_rss_mb,
+)
+from standin import chatml, standin_path  # noqa: E402
 
+DATA = Path(__file__).resolve().parent / "data"
 NEW_TOKENS = 128
+SLOTS, SLOT_CTX = 8, 4096
 TOPICS = ["rivers", "mountains", "bread", "trains", "tea", "maps", "rain", "lighthouses"]
+SCENARIOS = ["single", "batch8", "rewrite", "document", "room", "paste"]
 
 
 def essay_request(i: int, max_tokens: int = NEW_TOKENS, variant: int = 0) -> dict:
-    """A request that writes `max_tokens` tokens; `variant` makes the prompt new to the
-    server, so repeated rounds measure cold prompts rather than the prefix cache."""
+    """A request that writes `max_tokens` tokens (~48 prompt tokens with Qwen's default
+    system prompt); `variant` makes it new to the server, so rounds measure cold prompts."""
     topic = TOPICS[i % len(TOPICS)]
     return {"temperature": 0, "max_tokens": max_tokens, "ignore_eos": True,
             "messages": [{"role": "user", "content": f"Write a long essay about {topic} (draft {variant})."}]}
 
 
-def chatml(text: str) -> str:
-    """The prompt exactly as jisu renders it (with Qwen's default system prompt)."""
-    from jisu.engine.template import prompt_text, render_chat
-    from jisu.types import ChatMessage
-
-    return prompt_text(render_chat([ChatMessage("user", text)]))
+def decode_rate(result: StreamResult) -> float:
+    return 1 / result.tpot_s if result.tpot_s else float("nan")
 
 
-# ---- servers ------------------------------------------------------------------------------
+def check(results: list[StreamResult]) -> list[StreamResult]:
+    failed = [r.error for r in results if r.error]
+    if failed:
+        raise RuntimeError(f"{len(failed)} request(s) failed: {failed[0]}")
+    return results
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# ---- scenarios: each takes a server's URL and the round, and returns its figures ------------
 
 
-@contextmanager
-def server(command: list[str], port: int, log_name: str):
-    log = open(Path("/tmp") / f"bench-{log_name}.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{log_name} exited; see /tmp/bench-{log_name}.log")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{log_name} did not start")
-            time.sleep(0.5)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+async def single(url: str, round_: int, **_) -> dict:
+    result = check((await run_load(url, [essay_request(0, variant=round_)], 1)).results)[0]
+    return {"decode": decode_rate(result), "ttft": result.ttft_s, "prompt_tokens": result.prompt_tokens}
 
 
-def jisu_server(model: str, threads: int, parallel: int, ctx: int, extra: list[str] = ()):
-    port = free_port()
-    return server([sys.executable, "-m", "jisu.cli", "serve", "--model", model, "--port", str(port),
-                   "--threads", str(threads), "--parallel", str(parallel), "--ctx-size", str(ctx), *extra],
-                  port, f"jisu-p{parallel}")
+async def batch8(url: str, round_: int, pid: int | None = None, engine_named: bool = False) -> dict:
+    before = cpu_seconds_by_side(pid) if engine_named else None
+    summary = await run_load(url, [essay_request(i, variant=round_) for i in range(8)], 8)
+    check(summary.results)
+    figures = {"output": summary.output_throughput, "decode": 8 / summary.itl(50),
+               "ttft": summary.ttft(50), "itl_p99": summary.itl(99)}
+    if before is not None:
+        engine, http = (now - then for now, then in zip(cpu_seconds_by_side(pid), before))
+        tokens = sum(r.output_tokens for r in summary.ok)
+        figures |= {"http_ms_per_token": 1000 * http / tokens, "engine_cpu_s": engine, "wall_s": summary.wall_s}
+    return figures
 
 
-def llama_cpp_server(model: str, threads: int, ctx: int):
-    port = free_port()
-    return server([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port),
-                   "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", str(ctx)],
-                  port, "llama_cpp_server")
+async def rewrite(url: str, round_: int, **_) -> dict:
+    code = (DATA / "inventory.js").read_text()
+    body = {"temperature": 0, "max_tokens": 1024, "messages": [{"role": "user", "content":
+            f"Rewrite this JavaScript module as TypeScript (version {round_}), with types for "
+            f"every function and field. Answer with the code only.\n\n```js\n{code}```"}]}
+    async with httpx.AsyncClient(timeout=900) as client:
+        result = check([await stream_chat(client, url, body)])[0]
+    return {"total": result.latency_s, "decode": decode_rate(result), "output_tokens": result.output_tokens,
+            "prompt_tokens": result.prompt_tokens}
 
 
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return float("nan")
+async def document(url: str, round_: int, **_) -> dict:
+    text = (DATA / "prose_zh_en.txt").read_text()[:5600]  # ~2,900 tokens of Chinese and English
+    body = {"temperature": 0, "max_tokens": 32, "messages": [{"role": "user", "content":
+            f"Document {round_}:\n{text}\n\nWhich places does this document describe? One sentence."}]}
+    async with httpx.AsyncClient(timeout=900) as client:
+        result = check([await stream_chat(client, url, body)])[0]
+    return {"ttft": result.ttft_s, "prompt_tokens": result.prompt_tokens}
 
 
-def raw(model: str, threads: int, n_sequences: int) -> dict:
-    """The raw llama.cpp loop, in its own process like the servers."""
+ROOM_TURNS = 10
+ROOM_QUESTIONS = [
+    "What is the first thing the notes describe?", "Who works there, according to the notes?",
+    "Summarise the second part in two sentences.", "What would a visitor notice first?",
+    "Which detail surprised you most, and why?", "Describe the same place in winter.",
+    "What problems do the people in the notes face?", "How could they solve them?",
+    "Write a short title for these notes.", "Why that title? Tell me more about it.",
+]
+
+
+def room_system_prompt(user: int, round_: int) -> str:
+    """A user's own notes (~650 tokens): every conversation starts with its own context."""
+    text = (DATA / "prose_zh_en.txt").read_text()
+    start = 600 * ((user + 8 * round_) % 8)
+    return f"You are the reading assistant of group {user}-{round_}. Their notes:\n{text[start:start + 1100]}"
+
+
+async def room(url: str, round_: int, **_) -> dict:
+    """Each user asks, reads the answer, and asks again at once; answers of 64-128 tokens
+    and starts spread over 3 s keep them out of step, so a new turn usually arrives while
+    the other seven answers stream."""
+    async def user(client, number: int) -> list[StreamResult]:
+        rng = random.Random(1000 * round_ + number)
+        await asyncio.sleep(rng.uniform(0, 3))
+        messages, turns = [{"role": "system", "content": room_system_prompt(number, round_)}], []
+        for question in ROOM_QUESTIONS[:ROOM_TURNS]:
+            messages.append({"role": "user", "content": question})
+            body = {"messages": messages, "temperature": 0, "max_tokens": rng.randint(64, 128), "ignore_eos": True}
+            turns.append(check([await stream_chat(client, url, body)])[0])
+            messages.append({"role": "assistant", "content": turns[-1].text})
+        return turns
+
+    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=16)) as client:
+        users = await asyncio.gather(*(user(client, n) for n in range(8)))
+    last = [turns[-1] for turns in users]
+    return {"ttft_p50": statistics.median(r.ttft_s for r in last), "ttft_max": max(r.ttft_s for r in last),
+            "all_turns_ttft_p50": statistics.median(r.ttft_s for turns in users for r in turns),
+            "history_tokens": statistics.median(r.prompt_tokens for r in last)}
+
+
+async def paste(url: str, round_: int, **_) -> dict:
+    """Four answers stream when someone sends a ~3,000-token document: the gaps between
+    their tokens while it is read, and how long the document waits for its first token."""
+    text = " ".join(f"Line {i} of report {round_}: the quick brown fox jumps over the lazy dog near the river bank."
+                    for i in range(135))
+    streams = [asyncio.create_task(run_load(url, [essay_request(i, 200, variant=round_)], 1)) for i in range(4)]
+    await asyncio.sleep(3)  # the four answers are streaming
+    async with httpx.AsyncClient(timeout=900) as client:
+        long = check([await stream_chat(client, url, {"max_tokens": 16, "temperature": 0, "messages": [
+            {"role": "user", "content": "Summarise this document:\n" + text}]})])[0]
+    gaps = [gap for summary in await asyncio.gather(*streams) for r in check(summary.results) for gap in r.itl_s]
+    return {"gap_p50": statistics.median(gaps), "gap_max": max(gaps), "ttft": long.ttft_s}
+
+
+SCENARIO_FUNCTIONS = {"single": single, "batch8": batch8, "rewrite": rewrite, "document": document, "room": room,
+                      "paste": paste}
+
+
+# ---- the ceiling ----------------------------------------------------------------------------
+
+
+def llama_bench(model: str, threads: int, rounds: int) -> dict:
+    output = subprocess.run([str(llama_tools() / "llama-bench"), "-m", model, "-t", str(threads), "-p", "512",
+                             "-n", "128", "-r", str(rounds), "-o", "json"], capture_output=True, text=True, check=True)
+    tests = json.loads(output.stdout)
+    rate = {("pp512" if t["n_prompt"] else "tg128"): statistics.median(t["samples_ts"]) for t in tests}
+    return rate
+
+
+def raw_loop(model: str, threads: int, n_sequences: int) -> dict:
+    """llama.cpp's batched decode loop (raw_llama.py), in its own process like the servers."""
+    prompt = chatml(f"Write a long essay about {TOPICS[0]}.")
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"from raw_llama import raw_decode; "
-            f"print(json.dumps(raw_decode({model!r}, {threads}, {n_sequences}, "
-            f"{chatml('Write a long essay about ' + TOPICS[0] + '.')!r}, {NEW_TOKENS})))")
+            f"print(json.dumps(raw_decode({model!r}, {threads}, {n_sequences}, {prompt!r}, {NEW_TOKENS})))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-# ---- scenarios ----------------------------------------------------------------------------
+# ---- the run --------------------------------------------------------------------------------
 
 
-def run(coroutine):
-    return asyncio.run(coroutine)
+def median(rows: list[dict], key: str) -> float:
+    values = [row[key] for row in rows if key in row]
+    return statistics.median(values) if values else float("nan")
 
 
-def scenario_single(model, threads, rounds):
-    ours, reference = [], []
-    with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
+def run_rounds(model: str, threads: int, rounds: int, chosen: list[str], with_llama_cpp_server: bool):
+    figures: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    with jisu_server(model, threads, SLOTS, SLOT_CTX) as (jisu_url, jisu_pid), \
+            llama_server(model, threads, SLOTS, SLOT_CTX) as (reference_url, reference_pid):
+        servers = [("jisu", jisu_url, jisu_pid), ("llama-server", reference_url, reference_pid)]
         for round_ in range(rounds):
-            summary = run(run_load(url, [essay_request(0, variant=round_)], 1))
-            result = summary.ok[0]
-            ours.append((result.ttft_s, 1 / result.tpot_s))
-        rss = peak_rss_mb(pid)
-    for _ in range(rounds):
-        figures = raw(model, threads, 1)
-        reference.append((figures["time_to_first_token_s"], figures["per_stream_tokens_per_s"]))
-    jisu_tps = statistics.median(t for _, t in ours)
-    raw_tps = statistics.median(t for _, t in reference)
-    print(f"\n1. single stream, {NEW_TOKENS} new tokens (medians of {rounds})")
-    print("| | time to first token | decode tok/s |")
-    print("|---|---|---|")
-    print(f"| jisu serve | {statistics.median(t for t, _ in ours):.2f} s | {jisu_tps:.1f} |")
-    print(f"| llama.cpp raw loop | {statistics.median(t for t, _ in reference):.2f} s | {raw_tps:.1f} |")
-    print(f"jisu / raw decode: {jisu_tps / raw_tps:.2f}x; jisu peak RSS {rss:.0f} MB")
-
-
-def scenario_batch8(model, threads, rounds, with_llama_cpp_server=True):
-    def bodies(round_):
-        return [essay_request(i, variant=round_) for i in range(8)]
-
-    ours, servers = [], []
-    with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        for round_ in range(rounds):
-            ours.append(run(run_load(url, bodies(round_), 8)))
-        jisu_rss = peak_rss_mb(pid)
-    if with_llama_cpp_server:
-        with llama_cpp_server(model, threads, ctx=4096) as (url, pid):
+            for scenario in chosen:
+                order = servers if round_ % 2 == 0 else servers[::-1]  # neither always goes first
+                for name, url, pid in order:
+                    result = asyncio.run(SCENARIO_FUNCTIONS[scenario](
+                        url, round_, pid=pid, engine_named=name == "jisu"))
+                    figures[scenario][name].append(result)
+                    print(f"  round {round_ + 1} {scenario} {name}: "
+                          + ", ".join(f"{k} {v:.3g}" for k, v in result.items()), file=sys.stderr)
+            figures["ceiling"]["llama-bench"].append(llama_bench(model, threads, 1))
+            figures["ceiling"]["raw1"].append(raw_loop(model, threads, 1))
+            figures["ceiling"]["raw8"].append(raw_loop(model, threads, 8))
+        rss = {"jisu": peak_rss_mb(jisu_pid), "llama-server": peak_rss_mb(reference_pid)}
+    if with_llama_cpp_server and "batch8" in chosen and all(importlib.util.find_spec(m) for m in ("sse_starlette", "starlette_context")):
+        with llama_cpp_server(model, threads, SLOT_CTX) as (url, pid):
             for round_ in range(rounds):
-                servers.append(run(run_load(url, bodies(round_), 8)))
-            server_rss = peak_rss_mb(pid)
-    reference = [raw(model, threads, 8) for _ in range(rounds)]
-    print(f"\n2. 8 concurrent streams x {NEW_TOKENS} tokens (medians of {rounds})")
-    print("| | output tok/s, end to end | decode tok/s (8 / ITL p50) | TTFT p50 | ITL p99 | peak RSS |")
-    print("|---|---|---|---|---|---|")
-
-    def row(name, summaries, rss, concurrent=True):
-        e2e = statistics.median(s.output_throughput for s in summaries)
-        itl50 = statistics.median(s.itl(50) for s in summaries)
-        decode = f"{8 / itl50:.1f}" if concurrent else "(one stream at a time)"
-        print(f"| {name} | {e2e:.1f} | {decode} | {statistics.median(s.ttft(50) for s in summaries):.2f} s | "
-              f"{statistics.median(s.itl(99) for s in summaries) * 1000:.0f} ms | {rss:.0f} MB |")
-        return e2e, 8 / itl50
-
-    jisu_e2e, jisu_decode = row("jisu serve --parallel 8", ours, jisu_rss)
-    server_e2e = row("python -m llama_cpp.server", servers, server_rss, concurrent=False)[0] if servers else float("nan")
-    raw_e2e = statistics.median(r["end_to_end_tokens_per_s"] for r in reference)
-    raw_decode = statistics.median(r["aggregate_tokens_per_s"] for r in reference)
-    print(f"| llama.cpp raw batched loop, 8 sequences | {raw_e2e:.1f} | {raw_decode:.1f} | "
-          f"{statistics.median(r['time_to_first_token_s'] for r in reference):.2f} s | | |")
-    print(f"jisu / raw: {jisu_e2e / raw_e2e:.2f}x end to end, {jisu_decode / raw_decode:.2f}x decode; "
-          f"jisu / llama_cpp.server: {jisu_e2e / server_e2e:.2f}x end to end")
+                figures["batch8"]["llama_cpp.server"].append(asyncio.run(batch8(url, round_)))
+            rss["llama_cpp.server"] = peak_rss_mb(pid)
+    return figures, rss
 
 
-HISTORY_TURNS = [
-    "Tell me about the history of the river {n} and the towns along it.",
-    "What crops grow in the valley of river {n}, and why?",
-    "Describe a festival held on the banks of river {n}.",
-    "How did bridges change life along river {n}?",
-    "What fish live in river {n}, and how are they caught?",
-    "Tell me about a flood on river {n} and how people recovered.",
-    "How do boats on river {n} navigate at night?",
-    "What stories do grandparents tell about river {n}?",
-]
+def report(figures, rss, rounds: int) -> None:
+    ceiling = figures["ceiling"]
+    tg128, pp512 = median(ceiling["llama-bench"], "tg128"), median(ceiling["llama-bench"], "pp512")
+    raw1, raw8 = median(ceiling["raw1"], "per_stream_tokens_per_s"), median(ceiling["raw8"], "aggregate_tokens_per_s")
+    print(f"\nmedians of {rounds} rounds; advantage > 1 means jisu is ahead (rates: jisu / llama-server, "
+          "times: llama-server / jisu)\n")
+    print("| scenario (OpenAI streaming API) | jisu | llama-server | advantage |")
+    print("|---|---|---|---|")
 
+    def row(label, scenario, key, unit, higher_is_better=True, fmt="{:.1f}"):
+        if scenario not in figures:
+            return
+        ours, theirs = median(figures[scenario]["jisu"], key), median(figures[scenario]["llama-server"], key)
+        advantage = ours / theirs if higher_is_better else theirs / ours
+        print(f"| {label} | {fmt.format(ours)} {unit} | {fmt.format(theirs)} {unit} | {advantage:.2f}× |")
 
-def synthetic_answer(user: int, turn: int) -> str:
-    """Stand-in earlier answers (the client sends history as it has it)."""
-    rng = random.Random(user * 100 + turn)
-    words = ["water", "valley", "stone", "village", "boat", "market", "summer", "bridge", "willow",
-             "harvest", "lantern", "current", "mill", "ferry", "orchard", "bank"]
-    return " ".join(rng.choice(words) for _ in range(170)) + "."
-
-
-def history(user: int) -> list[dict]:
-    """Nine turns of a conversation about one river: about 2,000 tokens."""
-    messages = [{"role": "system", "content": "You are a helpful assistant who knows rivers."}]
-    for turn, question in enumerate(HISTORY_TURNS):
-        messages += [{"role": "user", "content": question.format(n=user)},
-                     {"role": "assistant", "content": synthetic_answer(user, turn)}]
-    messages.append({"role": "user", "content": f"Which town on river {user} would you visit first?"})
-    return messages
-
-
-async def ninth_turn(client, url: str, user: int) -> list[dict]:
-    """Turn 9, answered for real: the server now holds this conversation, as it would after
-    a user had chatted for a while."""
-    messages = history(user)
-    answer = await stream_chat(client, url, {"messages": messages, "max_tokens": 48, "temperature": 0})
-    if answer.error:
-        raise RuntimeError(answer.error)
-    return messages + [{"role": "assistant", "content": answer.text}]
-
-
-async def tenth_turn(client, url: str, messages: list[dict], delay_s: float):
-    await asyncio.sleep(delay_s)  # people ask at different moments
-    messages = messages + [{"role": "user", "content": "Why that one? Tell me more about it."}]
-    answer = await stream_chat(client, url, {"messages": messages, "max_tokens": 64, "temperature": 0})
-    if answer.error:
-        raise RuntimeError(answer.error)
-    return answer
-
-
-def scenario_turns(model, threads, rounds):
-    async def room(url, round_):
-        async with httpx.AsyncClient(timeout=900) as client:
-            users = range(8 * round_, 8 * round_ + 8)  # new conversations every round
-            conversations = [await ninth_turn(client, url, user) for user in users]
-            rng = random.Random(7 + round_)
-            return await asyncio.gather(*(tenth_turn(client, url, messages, rng.uniform(0, 4))
-                                          for messages in conversations))
-
-    with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        rows = [run(room(url, round_)) for round_ in range(rounds)]
-        rss = peak_rss_mb(pid)
-    print(f"\n3. 8 users, ~2,000 tokens of history each, asking their 10th question within 4 s of each other "
-          f"(medians of {rounds} rounds)")
-    for round_, answers in enumerate(rows):
-        print(f"round {round_ + 1}: " + ", ".join(f"{a.ttft_s:.2f}" for a in sorted(answers, key=lambda a: a.ttft_s)))
-    answers = [a for row in rows for a in row]
-    new = [a.prompt_tokens - a.cached_tokens for a in answers]
-    print(f"time to first token: median {statistics.median(statistics.median(a.ttft_s for a in row) for row in rows):.2f} s, "
-          f"max {statistics.median(max(a.ttft_s for a in row) for row in rows):.2f} s, "
-          f"worst of all {max(a.ttft_s for a in answers):.2f} s; prompts of "
-          f"{min(a.prompt_tokens for a in answers)}-{max(a.prompt_tokens for a in answers)} tokens of which "
-          f"{min(new)}-{max(new)} were new; jisu peak RSS {rss:.0f} MB")
-
-
-def scenario_long(model, threads, rounds):
-    def document(round_):
-        return " ".join(f"Line {i} of report {round_}: the quick brown fox jumps over the lazy dog near "
-                        f"the river bank." for i in range(135))  # ~3,000 tokens
-
-    async def one_round(url, round_):
-        decoders = [asyncio.create_task(run_load(url, [essay_request(i, 200, variant=round_)], 1))
-                    for i in range(4)]
-        await asyncio.sleep(3)  # the four answers are streaming
-        async with httpx.AsyncClient(timeout=900) as client:
-            long = await stream_chat(client, url, {"max_tokens": 16, "temperature": 0, "messages": [
-                {"role": "user", "content": "Summarise this document:\n" + document(round_)}]})
-            if long.error:
-                raise RuntimeError(long.error)
-        summaries = await asyncio.gather(*decoders)
-        gaps = [gap for s in summaries for r in s.ok for gap in r.itl_s]
-        return long, gaps
-
-    rows = []
-    with jisu_server(model, threads, parallel=8, ctx=4096) as (url, pid):
-        for round_ in range(rounds):
-            rows.append(run(one_round(url, round_)))
-        rss = peak_rss_mb(pid)
-    print(f"\n4. a ~3,000-token prompt arrives while 4 streams decode (medians of {rounds})")
-    print(f"decode streams' inter-token gap: p50 {statistics.median(percentile(g, 50) for _, g in rows) * 1000:.0f} ms, "
-          f"p99 {statistics.median(percentile(g, 99) for _, g in rows) * 1000:.0f} ms, "
-          f"max {statistics.median(max(g) for _, g in rows) * 1000:.0f} ms; "
-          f"long prompt's time to first token {statistics.median(r.ttft_s for r, _ in rows):.1f} s; "
-          f"jisu peak RSS {rss:.0f} MB")
+    row("1 stream, 128 tokens: decode", "single", "decode", "tok/s")
+    row("1 stream: time to first token (~48-token prompt)", "single", "ttft", "s", False, "{:.2f}")
+    row("8 concurrent streams × 128 tokens: output, end to end", "batch8", "output", "tok/s")
+    row("8 streams: decode (8 / median inter-token gap)", "batch8", "decode", "tok/s")
+    row("8 streams: time to first token p50", "batch8", "ttft", "s", False, "{:.2f}")
+    row("a ~380-token JS file rewritten as TypeScript: total", "rewrite", "total", "s", False)
+    row("same: decode rate", "rewrite", "decode", "tok/s")
+    row("a ~2,900-token document, one question: time to first token", "document", "ttft", "s", False)
+    row("room of 8, 10 turns each: 10th turn's time to first token, p50", "room", "ttft_p50", "s", False, "{:.2f}")
+    row("same: the slowest 10th turn", "room", "ttft_max", "s", False, "{:.2f}")
+    row("same: every turn's time to first token, p50", "room", "all_turns_ttft_p50", "s", False, "{:.2f}")
+    row("a ~3,000-token paste while 4 answers stream: their longest gap", "paste", "gap_max", "s", False, "{:.2f}")
+    row("same: their median gap", "paste", "gap_p50", "s", False, "{:.3f}")
+    row("same: the paste's time to first token", "paste", "ttft", "s", False)
+    print(f"\nceiling, same file and threads: llama-bench tg128 {tg128:.1f} tok/s, pp512 {pp512:.0f} tok/s; "
+          f"raw decode loop 1 sequence {raw1:.1f} tok/s, 8 sequences {raw8:.1f} tok/s")
+    if "single" in figures:
+        print(f"1 stream: jisu {median(figures['single']['jisu'], 'decode') / tg128:.2f}× llama-bench tg128, "
+              f"llama-server {median(figures['single']['llama-server'], 'decode') / tg128:.2f}×")
+    if "batch8" in figures:
+        batch = figures["batch8"]
+        print(f"8 streams: jisu {median(batch['jisu'], 'decode') / raw8:.2f}× the raw batched loop, "
+              f"llama-server {median(batch['llama-server'], 'decode') / raw8:.2f}×")
+        print(f"jisu's event loop and HTTP: {median(batch['jisu'], 'http_ms_per_token'):.2f} ms of CPU per "
+              f"streamed token (threads other than the engine's, during the 8-stream load)")
+        if batch.get("llama_cpp.server"):
+            print(f"python -m llama_cpp.server, same 8 streams (one at a time): "
+                  f"{median(batch['llama_cpp.server'], 'output'):.1f} tok/s end to end")
+    for name in ("single", "rewrite", "document", "room"):
+        if name in figures:
+            tokens = [k for k in ("prompt_tokens", "output_tokens", "history_tokens") if k in figures[name]["jisu"][0]]
+            print(f"{name}: " + ", ".join(f"{k} jisu {median(figures[name]['jisu'], k):.0f} / llama-server "
+                                          f"{median(figures[name]['llama-server'], k):.0f}" for k in tokens))
+    print("peak RSS: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items()))
 
 
 def main() -> None:
@@ -295,19 +286,19 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="GGUF path (default: the cached stand-in)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="single,batch8,turns,long")
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--no-llama-cpp-server", action="store_true", help="skip llama-cpp-python's server")
     args = parser.parse_args()
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
     args.model = standin_path(args.model)
-    print(f"model {Path(args.model).name}, {args.threads} threads, {os.cpu_count()} CPUs")
-    chosen = args.only.split(",")
-    if "single" in chosen:
-        scenario_single(args.model, args.threads, args.rounds)
-    if "batch8" in chosen:
-        scenario_batch8(args.model, args.threads, args.rounds)
-    if "turns" in chosen:
-        scenario_turns(args.model, args.threads, args.rounds)
-    if "long" in chosen:
-        scenario_long(args.model, args.threads, args.rounds)
+    llama_tools()  # built before anything is timed
+    print(f"model {Path(args.model).name}, {args.threads} threads, {os.cpu_count()} CPUs, "
+          f"{SLOTS} slots of {SLOT_CTX} tokens")
+    figures, rss = run_rounds(args.model, args.threads, args.rounds, chosen, not args.no_llama_cpp_server)
+    report(figures, rss, args.rounds)
 
 
 if __name__ == "__main__":
