@@ -44,7 +44,16 @@ class StreamResult:
 
 
 async def stream_chat(client: httpx.AsyncClient, url: str, body: dict) -> StreamResult:
-    """Send one streaming chat request and time every content chunk."""
+    """Send one streaming chat request and time every content chunk. A kept-alive connection
+    the server closed just as the request went out is retried once, as browsers do (llama-server
+    closes idle ones; the request never reached it)."""
+    result = await _stream_chat_once(client, url, body)
+    if result.error and result.error.startswith("RemoteProtocolError") and not result.chunk_times:
+        result = await _stream_chat_once(client, url, body)
+    return result
+
+
+async def _stream_chat_once(client: httpx.AsyncClient, url: str, body: dict) -> StreamResult:
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     result = StreamResult()
     started = time.perf_counter()
