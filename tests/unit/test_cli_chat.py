@@ -3,6 +3,8 @@ bracketed paste, through a server on the fake engine and in-process, driven thro
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from cli_runner import (RecordingEngine, fake_jisu_serve, foreign_http_server, nothing_at_the_default_address,
@@ -180,7 +182,10 @@ def test_a_bracketed_paste_is_one_message(isolated_jisu_home):
         keyboard.send_text('"""\rtyped\r  by hand"""\r')
         keyboard.send_text("/show\r")
         keyboard.close()
-        got = list(entries(read_line))
+        # prompt_toolkit starts an event loop of its own; another test of this process may
+        # have left one marked running on this thread, so read on a thread of its own.
+        with ThreadPoolExecutor(1) as reader:
+            got = reader.submit(lambda: list(entries(read_line))).result(timeout=30)
     assert got == [Entry("def add(a, b):\n    return a + b\n", multiline=True),
                    Entry("typed\n  by hand", multiline=True),
                    Entry("/show", multiline=False)]
