@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from jisu.models.digest import file_sha256
 from jisu.models.store import sha256_of
 from jisu.types import ModelError
 
@@ -84,7 +85,7 @@ def prepare_browser_model(source: Path, name: str, quant: str, home: Path,
                           part_bytes: int = DEFAULT_PART_BYTES,
                           on_progress: Progress | None = None) -> tuple[Path, BrowserModel]:
     """Split `source` for the browser once; later calls find the finished set and return it."""
-    source_sha256 = sha256_of(source)
+    source_sha256 = file_sha256(source, home)  # remembered: a restart does not read 676 MB again
     folder = browser_model_dir(home, source_sha256)
     existing = load_manifest(folder)
     if existing is not None:
