@@ -15,55 +15,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from servers import free_port, server
 from standin import standin_path
 
 CITIES = ["北京", "上海", "广州", "深圳", "杭州", "成都", "西安", "南京", "武汉", "重庆"]
 # Neither JISU_URL nor a server someone runs on 8080 may decide what answers.
 ENV = {name: value for name, value in os.environ.items() if name not in ("JISU_URL", "JISU_API_KEY")}
 JISU = [sys.executable, "-m", "jisu.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def jisu_serve(model: str, log: Path):
-    port = free_port()
-    with open(log, "w") as out:
-        process = subprocess.Popen(JISU + ["serve", "--model", model, "--port", str(port)], stdout=out,
-                                   stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"jisu serve exited early; see {log}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"jisu serve not healthy in 300 s; see {log}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def time_ask(args: list[str]) -> tuple[float, float]:
@@ -89,11 +53,9 @@ def main() -> None:
     model = standin_path(options.model)
     sampling = ["--temperature", "0", "--max-tokens", str(options.max_tokens)]
     question = "用一句话介绍{}。"
-    log = Path(__file__).resolve().parents[1] / "test-artifacts"  # git-ignored
-    log.mkdir(exist_ok=True)
-
     results: dict[str, list[tuple[float, float]]] = {"server": [], "in-process": []}
-    with jisu_serve(model, log / "bench_cli-serve.log") as url:
+    port = free_port()
+    with server(JISU + ["serve", "--model", model, "--port", str(port)], port, "jisu-cli") as (url, _):
         ways = {"server": ["--url", url], "in-process": ["--model", model]}
         for args in ways.values():
             time_ask([question.format("中国"), *args, *sampling])  # warm-up, not counted
