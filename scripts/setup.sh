@@ -17,21 +17,19 @@ cache="${JISU_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/jisu}"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 
 source scripts/llama_flags.sh
-cmake_args="$llama_cmake_args"
-flags_key="$llama_flags_key"
-wheel_dir="$cache/wheels/$flags_key"
+wheel_dir="$cache/wheels/$llama_flags_key"
 
 if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "Building llama.cpp for this CPU (one time, about 10 minutes on 2 cores) ..." >&2
     rm -rf "$wheel_dir.tmp"
-    CMAKE_ARGS="$cmake_args" "$venv/bin/python" -m pip wheel --quiet --no-deps --no-cache-dir \
+    CMAKE_ARGS="$llama_cmake_args" "$venv/bin/python" -m pip wheel --quiet --no-deps --no-cache-dir \
         --wheel-dir "$wheel_dir.tmp" "$LLAMA_CPP_PYTHON"
     mv "$wheel_dir.tmp" "$wheel_dir"
 fi
 # Reinstall when the venv holds a llama-cpp-python built some other way.
-if [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$flags_key" ]; then
+if [ "$(cat "$venv/.llama-build" 2>/dev/null)" != "$llama_flags_key" ]; then
     "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl
-    echo "$flags_key" > "$venv/.llama-build"
+    echo "$llama_flags_key" > "$venv/.llama-build"
 fi
 
 scripts/fetch_wllama.sh  # browser mode's WebAssembly; without npm jisu runs without browser mode
