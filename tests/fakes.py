@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
 from jisu.engine.template import Segment
 from jisu.runtime import ModelInfo, Runtime
@@ -76,6 +78,7 @@ class FakeEngine:
     batches: list[list[BatchSlice]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     restores: int = 0
+    logits_copied: int = 0
     grammars_checked: list[str] = field(default_factory=list)
     closed: bool = False
     interrupted_batches: list[list[BatchSlice]] = field(default_factory=list)
@@ -120,6 +123,11 @@ class FakeEngine:
             index += len(piece.tokens)
             rows.append(index - 1 if piece.want_logits and piece.tokens else None)
         return rows
+
+    def copy_logits(self, logits_row: int) -> np.ndarray:
+        with self.lock:
+            self.logits_copied += 1
+        return np.array([logits_row], np.float32)
 
     def _check_batch(self, slices: Sequence[BatchSlice]) -> None:
         """What llama.cpp refuses, refused the same way: nothing of the batch is kept."""

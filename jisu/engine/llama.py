@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 import llama_cpp.llama_cpp as C
+import numpy as np
 
 from jisu.config import MAX_CTX_SIZE, EngineConfig
 from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
@@ -239,6 +240,12 @@ class LlamaEngine:
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         return logit_rows
+
+    def copy_logits(self, logits_row: int) -> np.ndarray:
+        """A copy of the logits at `logits_row` (before any sampler edits them), to sample
+        from later: decode() overwrites the buffer at the next step."""
+        return np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, logits_row),
+                                     shape=(self.tokenizer.n_vocab,)).copy()
 
     def interrupt(self) -> None:
         """Make the running decode() (or the next one, if none runs) stop early with

@@ -9,7 +9,7 @@ Standard library only: importing this never loads llama.cpp.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from jisu.engine.template import Segment
 from jisu.types import SamplingParams
@@ -60,8 +60,9 @@ class Tokenizer(Protocol):
 class TokenSampler(Protocol):
     """Picks one sequence's next tokens; the scheduler closes it when the sequence ends."""
 
-    def sample(self, logits_row: int) -> int:
-        """The next token, from the logits decode() left at `logits_row`."""
+    def sample(self, logits_row: int | Any) -> int:
+        """The next token, from the logits decode() left at `logits_row`, or from a copy
+        made by Engine.copy_logits (which stays as it was)."""
 
     def close(self) -> None: ...
 
@@ -85,6 +86,10 @@ class Engine(Protocol):
         """One forward pass over all slices (one per sequence). Returns, per slice, the
         logits row its sampler reads, or None when the slice asked for no logits. Raises
         StepInterrupted (KV unchanged) or EngineError (KV unchanged)."""
+
+    def copy_logits(self, logits_row: int) -> Any:
+        """A copy of the logits decode() left at `logits_row`, for a sampler to read later
+        (after other steps). It has an `nbytes` size."""
 
     def interrupt(self) -> None:
         """Make the running decode(), or the next one, raise StepInterrupted."""

@@ -103,9 +103,13 @@ class Sampler:
         self._add(C.llama_sampler_init_temp(params.temperature))
         self._add(C.llama_sampler_init_dist(self.seed))
 
-    def sample(self, logits_row: int) -> int:
-        """Pick the next token from the logits decode() left at `logits_row`."""
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, logits_row), shape=(self._n_vocab,))
+    def sample(self, logits_row: int | np.ndarray) -> int:
+        """Pick the next token from the logits decode() left at `logits_row`, or from a copy
+        kept by LlamaEngine.copy_logits (left as it is: it may be sampled from again)."""
+        if isinstance(logits_row, np.ndarray):
+            logits = logits_row.copy()
+        else:
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, logits_row), shape=(self._n_vocab,))
         if self._bias_ids is not None:
             logits[self._bias_ids] += self._bias_values  # llama.cpp's buffer, ours to edit
         if self._banned is not None:

@@ -2,7 +2,7 @@
 
 A step carries the next token of every decoding answer, plus as much prompt prefill as the
 pacer's budget allows beside them, so people receiving answers keep receiving them while
-someone pastes a long document. Three rules shape it:
+someone pastes a long document. Two rules shape it:
 
 - New turns first. A request with few prompt tokens to compute once its history was reused
   (the next message of a chat) is a new turn: it runs in a step of its own, ahead of the
@@ -12,10 +12,6 @@ someone pastes a long document. Three rules shape it:
   whole step sooner, and costs each running answer a single pause of about one step.
 - Prefill order: new turns in the order they came, then longer prompts, the one with the
   least left first: a chat turn never waits behind a document.
-- The held-back last prompt token: greedy or seeded answers should repeat. The last prompt
-  token's logits differ in the last bits depending on what it is batched with, so a request
-  running alone computes that token in a step of its own, next: a cold prompt and a reused
-  one (the same request sent again) then compute it the same way, whoever arrives between.
 
 Pure: the running requests' state in, a plan out; the engine loop runs it and records the
 outcome (see loop.py).
@@ -41,7 +37,6 @@ class StepPlan:
     slices: list[BatchSlice]
     owners: list[Request]  # owners[i] is the request slices[i] belongs to
     n_decoding: int  # the first n_decoding slices are answers' next tokens; the rest prompt
-    holds_back: Request | None = None  # left out its prompt's last token: it runs next, alone
 
     @property
     def interruptible(self) -> bool:
@@ -59,19 +54,15 @@ def plan_step(
     running: Sequence[Request],
     batch_capacity: int,
     prefill_budget: Callable[[int], int],
-    hold_back_last_token: bool,
 ) -> StepPlan:
     """The next step for `running` (requests in PREFILL or DECODE, each with a slot).
 
     `prefill_budget(n)`: prompt tokens that may share a step with n decoding answers (the
-    pacer's). `hold_back_last_token`: whether a reproducible request running alone holds
-    back its last prompt token (without prefix reuse there is no cached path to agree with).
+    pacer's).
     """
     decoding: list[Request] = []
     prefilling: list[Request] = []
     for request in running:
-        if request.last_token_held_back:  # its token runs now, alone (see the module doc)
-            return StepPlan([prompt_slice(request, 1)], [request], 0)
         if request.phase is Phase.DECODE:
             decoding.append(request)
         elif request.phase is Phase.PREFILL:
@@ -85,19 +76,14 @@ def plan_step(
     capacity = batch_capacity - len(slices)
     if decoding:  # people are waiting for tokens: keep the step short
         capacity = min(capacity, prefill_budget(len(decoding)))
-    alone = hold_back_last_token and len(running) == 1
-    holds_back = None
     for request in prefilling:
         if capacity <= 0:
             break
         take = min(capacity, request.prompt_remaining)
-        if alone and request.wants_reproducible_output and take == request.prompt_remaining > 1:
-            take -= 1
-            holds_back = request
         slices.append(prompt_slice(request, take))
         owners.append(request)
         capacity -= take
-    return StepPlan(slices, owners, len(decoding), holds_back)
+    return StepPlan(slices, owners, len(decoding))
 
 
 def prompt_slice(request: Request, take: int) -> BatchSlice:

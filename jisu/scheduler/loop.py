@@ -31,7 +31,7 @@ from jisu.engine.protocol import BatchSlice, StepInterrupted
 from jisu.engine.text_assembler import TextAssembler
 from jisu.scheduler.batch_plan import could_start_as_new_turn, plan_step
 from jisu.scheduler.pacing import StepPacer
-from jisu.scheduler.prefix_cache import HostCache
+from jisu.scheduler.prefix_cache import HostCache, PromptEnd
 from jisu.scheduler.request import Phase, Request
 from jisu.scheduler.slots import SlotTable
 from jisu.scheduler.turns import NO_TURN_MARKERS, AnswerEnd, ChatTurns
@@ -211,7 +211,7 @@ class Scheduler:
                 break  # every slot is busy: wait for one to finish
             with self._lock:
                 self._waiting.popleft()
-            slot, reuse = acquired
+            slot, reuse, prompt_end_logits = acquired
             request.slot = slot
             request.n_past = request.cached_tokens = reuse
             self.counters.prompt_tokens_cached += reuse
@@ -226,6 +226,8 @@ class Scheduler:
             request.phase = Phase.PREFILL
             request.started_at = time.perf_counter()
             self._running.append(request)
+            if prompt_end_logits is not None:  # this very prompt ran before: answer at once
+                self._start_answer(request, prompt_end_logits)
         self._announce_queue_positions()
 
     def _retire(self, request: Request) -> None:
@@ -243,8 +245,7 @@ class Scheduler:
                 request.emit(Queued(position))
 
     def _step(self) -> None:
-        plan = plan_step(self._running, self.engine.batch_capacity, self._pacer.prefill_budget,
-                         hold_back_last_token=self._slots.reuse_prefixes)
+        plan = plan_step(self._running, self.engine.batch_capacity, self._pacer.prefill_budget)
         with self._lock:
             if plan.interruptible and self._waiting and self._slots.idle():
                 return  # arrived since _admit: admit it before starting a step it would interrupt
@@ -262,24 +263,34 @@ class Scheduler:
         self._pacer.record(plan.n_decoding, plan.n_prefill, time.perf_counter() - started)
         self.counters.steps += 1
 
-        if plan.holds_back is not None:  # only a step that ran has left a token out
-            plan.holds_back.last_token_held_back = True
         for request, piece, logits_row in zip(plan.owners, plan.slices, logit_rows):
             request.n_past += len(piece.tokens)
-            if request.phase is Phase.PREFILL:
-                self.counters.prompt_tokens_processed += len(piece.tokens)
-                if request.prompt_remaining > 0:
-                    request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
-                    continue
-                request.phase = Phase.DECODE
-                request.last_token_held_back = False  # it has run: the prompt is done
-            try:
-                token = request.sampler.sample(logits_row)
-            except Exception as error:  # e.g. a grammar with no way on: this request only
-                log.exception("sampling failed for request %s", request.id)
-                self._fail(request, f"could not pick the next token: {error}")
+            if request.phase is Phase.DECODE:
+                self._sample(request, logits_row)
                 continue
-            self._accept(request, token)
+            self.counters.prompt_tokens_processed += len(piece.tokens)
+            if request.prompt_remaining > 0:
+                request.emit(PrefillProgress(request.n_past, len(request.prompt_tokens)))
+            elif self._slots.reuse_prefixes:  # kept with the KV for the same prompt sent again
+                self._start_answer(request, self.engine.copy_logits(logits_row))
+            else:
+                request.phase = Phase.DECODE
+                self._sample(request, logits_row)
+
+    def _start_answer(self, request: Request, prompt_end_logits) -> None:
+        """The prompt is in the KV: pick the first token from the logits it ended with."""
+        request.prompt_end = PromptEnd(len(request.prompt_tokens), prompt_end_logits)
+        request.phase = Phase.DECODE
+        self._sample(request, prompt_end_logits)
+
+    def _sample(self, request: Request, logits) -> None:
+        try:
+            token = request.sampler.sample(logits)
+        except Exception as error:  # e.g. a grammar with no way on: this request only
+            log.exception("sampling failed for request %s", request.id)
+            self._fail(request, f"could not pick the next token: {error}")
+            return
+        self._accept(request, token)
 
     def _accept(self, request: Request, token: int) -> None:
         if not request.first_token_at:
@@ -351,7 +362,7 @@ class Scheduler:
             request.sampler = None
         slot, request.slot = request.slot, None
         if slot is not None:
-            self._slots.release(slot, kv_tokens)
+            self._slots.release(slot, kv_tokens, request.prompt_end)
 
     def _fail_all_running(self, message: str) -> None:
         for request in list(self._running):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import count
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,9 +31,30 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 @dataclass(frozen=True)
+class PromptEnd:
+    """The logits a prompt's last token gave (the engine's copy), kept with the KV that holds
+    that prompt: the same prompt sent again (a regenerated answer, a retried request) then
+    starts answering at once, from exactly the logits its first answer started from, instead
+    of running its last token again in a batch of another shape, whose logits differ in the
+    last bits (and greedy answers could then differ)."""
+
+    length: int  # the prompt's tokens: the first `length` tokens of the KV
+    logits: Any  # what engine.copy_logits returned (a numpy array)
+
+    @property
+    def nbytes(self) -> int:
+        return getattr(self.logits, "nbytes", 0)
+
+
+@dataclass(frozen=True)
 class SavedSequence:
     tokens: list[int]
     state: bytes  # the engine's serialized KV for exactly these tokens
+    prompt_end: PromptEnd | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.state) + (self.prompt_end.nbytes if self.prompt_end else 0)
 
 
 class HostCache:
@@ -47,11 +68,11 @@ class HostCache:
 
     @property
     def total_bytes(self) -> int:
-        return sum(len(entry.state) for entry in self._entries.values())
+        return sum(entry.nbytes for entry in self._entries.values())
 
     def put(self, saved: SavedSequence) -> None:
         """Keep a saved sequence, unless a kept one already covers it."""
-        if len(saved.state) > self.max_bytes or not saved.tokens:
+        if saved.nbytes > self.max_bytes or not saved.tokens:
             return
         for key, entry in list(self._entries.items()):
             shared = common_prefix_length(entry.tokens, saved.tokens)

@@ -14,6 +14,7 @@ from jisu.types import Event, FinishReason, SamplingParams, Timings, Usage
 if TYPE_CHECKING:
     from jisu.engine.protocol import TokenSampler
     from jisu.engine.text_assembler import TextAssembler
+    from jisu.scheduler.prefix_cache import PromptEnd
     from jisu.scheduler.slots import Slot
 
 _request_numbers = itertools.count(1)
@@ -39,7 +40,7 @@ class Request:
     cached_tokens: int = 0  # of those, how many came from the prefix cache
     generated: list[int] = field(default_factory=list)
     next_token: int | None = None  # sampled, not yet fed through the model
-    last_token_held_back: bool = False  # the prompt's last token runs in the next step, alone
+    prompt_end: PromptEnd | None = None  # the logits its prompt ended with, once known
     sampler: TokenSampler | None = None  # the engine's, for this sequence
     text_assembler: TextAssembler | None = None  # its answer so far, as its client sees it
     queue_position: int | None = None
@@ -68,10 +69,6 @@ class Request:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
-
-    @property
-    def wants_reproducible_output(self) -> bool:
-        return self.sampling.greedy or self.sampling.seed is not None
 
     @property
     def tokens_in_kv(self) -> list[int]:

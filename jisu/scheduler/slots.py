@@ -4,15 +4,18 @@ Every slot is one llama.cpp sequence with its own KV stream. After a request end
 keeps the KV, so the next turn of that conversation (which starts with exactly those
 tokens) only runs its new message. A new prompt goes to the idle slot that already holds
 the longest part of it; a slot's contents are saved to the host cache before they are
-overwritten, and restored from there when that conversation comes back.
+overwritten, and restored from there when that conversation comes back. A slot also keeps
+the logits its last prompt ended with (see PromptEnd), so the same prompt sent again needs
+no step at all before its first token.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from jisu.scheduler.prefix_cache import HostCache, SavedSequence, common_prefix_length
+from jisu.scheduler.prefix_cache import HostCache, PromptEnd, SavedSequence, common_prefix_length
 
 # Shorter contents are cheaper to recompute than to save and restore.
 MIN_TOKENS_WORTH_SAVING = 64
@@ -27,6 +30,13 @@ class Slot:
     tokens: list[int] = field(default_factory=list)  # what this sequence's KV holds (when idle)
     busy: bool = False
     idle_since: float = 0.0
+    prompt_end: PromptEnd | None = None  # of a prompt the KV holds, when known
+
+
+class Acquired(NamedTuple):
+    slot: Slot
+    reuse: int  # leading prompt tokens the slot's KV already holds
+    prompt_end_logits: Any  # when it holds the whole prompt: the logits to answer from; else None
 
 
 class SlotTable:
@@ -51,18 +61,18 @@ class SlotTable:
             return len(prompt)
         return len(prompt) - max(common_prefix_length(tokens, prompt) for tokens in held)
 
-    def acquire(self, prompt: list[int]) -> tuple[Slot, int] | None:
-        """Reserve an idle slot for `prompt`; returns it with how many leading prompt tokens
-        its KV already holds (at most len(prompt) - 1: the last token must run to give
-        logits). None when every slot is busy."""
+    def acquire(self, prompt: list[int]) -> Acquired | None:
+        """Reserve an idle slot for `prompt`, with how much of it the slot's KV holds: all of
+        it only when the logits of its last token were kept too, else at most len(prompt) - 1
+        (the last token must run to give logits). None when every slot is busy."""
         idle = self.idle()
         if not idle:
             return None
         if not self.reuse_prefixes:
             slot = idle[0]
             self.engine.forget(slot.seq_id)
-            slot.tokens, slot.busy = [], True
-            return slot, 0
+            slot.tokens, slot.prompt_end, slot.busy = [], None, True
+            return Acquired(slot, 0, None)
 
         donor = max(idle, key=lambda s: (common_prefix_length(s.tokens, prompt), s.idle_since))
         match = common_prefix_length(donor.tokens, prompt)
@@ -78,29 +88,34 @@ class SlotTable:
             if restore:
                 saved = self.host_cache.take(key)
                 self.engine.restore_sequence(slot.seq_id, saved.state)
-                slot.tokens, match = list(saved.tokens), saved_match
+                slot.tokens, slot.prompt_end, match = list(saved.tokens), saved.prompt_end, saved_match
             elif donor is not slot and match >= MIN_TOKENS_WORTH_COPYING:
                 # e.g. a system prompt everyone shares: copying KV beats recomputing it
                 self.engine.restore_sequence(slot.seq_id, self.engine.save_sequence(donor.seq_id))
-                slot.tokens = list(donor.tokens)
+                slot.tokens, slot.prompt_end = list(donor.tokens), donor.prompt_end
             elif donor is not slot:
                 match = 0
 
-        reuse = min(match, len(prompt) - 1)
+        end = slot.prompt_end
+        whole_prompt_known = end is not None and end.length == len(prompt) <= match
+        reuse = len(prompt) if whole_prompt_known else min(match, len(prompt) - 1)
         self.engine.forget(slot.seq_id, start=reuse)
         slot.tokens = slot.tokens[:reuse]
+        slot.prompt_end = None  # the request on it keeps its own (see release)
         slot.busy = True
-        return slot, reuse
+        return Acquired(slot, reuse, end.logits if whole_prompt_known else None)
 
-    def release(self, slot: Slot, tokens_in_kv: list[int] | None) -> None:
-        """The request on `slot` ended; None means its KV cannot be trusted (an error)."""
+    def release(self, slot: Slot, tokens_in_kv: list[int] | None, prompt_end: PromptEnd | None = None) -> None:
+        """The request on `slot` ended; None means its KV cannot be trusted (an error).
+        `prompt_end`: the logits its prompt ended with, if it got that far."""
         slot.busy = False
         slot.idle_since = time.monotonic()
         if tokens_in_kv is None or not self.reuse_prefixes:
             self.engine.forget(slot.seq_id)
-            slot.tokens = []
+            slot.tokens, slot.prompt_end = [], None
         else:
             slot.tokens = tokens_in_kv
+            slot.prompt_end = prompt_end if prompt_end and prompt_end.length <= len(tokens_in_kv) else None
 
     def _least_valuable(self, idle: list[Slot]) -> Slot:
         """An empty slot, else the one idle the longest."""
@@ -108,4 +123,5 @@ class SlotTable:
 
     def _stash(self, slot: Slot) -> None:
         if len(slot.tokens) >= MIN_TOKENS_WORTH_SAVING and self.host_cache.max_bytes > 0:
-            self.host_cache.put(SavedSequence(list(slot.tokens), self.engine.save_sequence(slot.seq_id)))
+            self.host_cache.put(SavedSequence(list(slot.tokens), self.engine.save_sequence(slot.seq_id),
+                                              slot.prompt_end))

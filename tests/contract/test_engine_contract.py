@@ -85,6 +85,27 @@ def test_a_sampler_picks_a_token_of_the_vocabulary(fresh):
     sampler.close()
 
 
+def greedy_pick(engine: Engine, tokens: list[int], logits) -> int:
+    sampler = engine.new_sampler(GREEDY, tokens)
+    try:
+        return sampler.sample(logits)
+    finally:
+        sampler.close()
+
+
+def test_kept_logits_outlive_later_steps_and_sample_like_their_row(fresh):
+    # The scheduler keeps a prompt's last logits with its KV, to answer the same prompt again
+    # without running its last token again (jisu.scheduler.prefix_cache.PromptEnd).
+    tokens = prompt(fresh)
+    [row] = fresh.decode([BatchSlice(0, tokens, 0, True)])
+    kept = fresh.copy_logits(row)
+    expected = greedy_pick(fresh, tokens, row)
+    fresh.decode([BatchSlice(1, prompt(fresh, "Other words entirely"), 0, True)])  # reuses the buffer
+    assert kept.nbytes > 0, "the host cache counts what it keeps"
+    assert [greedy_pick(fresh, tokens, kept) for _ in range(2)] == [expected, expected], \
+        "sampling must leave the kept copy as it was: it may answer the same prompt again"
+
+
 def test_greedy_answers_do_not_depend_on_the_sequence_or_the_batch(fresh):
     tokens = prompt(fresh)
     alone = next_greedy_token(fresh, 0, tokens)

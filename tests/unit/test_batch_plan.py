@@ -48,8 +48,8 @@ def unlimited(n_decoding: int) -> int:
     return CAPACITY
 
 
-def plan(running, capacity=CAPACITY, prefill_budget=unlimited, hold_back_last_token=True):
-    return plan_step(running, capacity, prefill_budget, hold_back_last_token)
+def plan(running, capacity=CAPACITY, prefill_budget=unlimited):
+    return plan_step(running, capacity, prefill_budget)
 
 
 def test_decoding_answers_and_a_document_share_a_step():
@@ -111,28 +111,12 @@ def test_prompts_share_a_step_in_prefill_order_until_the_batch_is_full():
     assert [s.want_logits for s in step.slices] == [True, False]
 
 
-def test_a_reproducible_request_alone_computes_its_last_prompt_token_in_a_step_of_its_own():
-    request = prefilling(30)
+@pytest.mark.parametrize("sampling", ["greedy", "sampled"])
+def test_a_prompt_alone_runs_whole_in_one_step_with_logits_for_its_last_token(sampling):
+    request = prefilling(30, sampling=GREEDY if sampling == "greedy" else SAMPLED)
     step = plan([request])
-    assert step.holds_back is request
-    assert len(step.slices[0].tokens) == 29 and not step.slices[0].want_logits
-    request.n_past += 29  # what the loop records once the step ran
-    request.last_token_held_back = True
-    late_arrival = prefilling(10)
-    step = plan([late_arrival, request])
-    assert step.owners == [request], "the held-back token runs next, alone, whoever arrived"
-    assert list(step.slices[0].tokens) == [request.prompt_tokens[-1]] and step.slices[0].want_logits
-    assert step.holds_back is None
-
-
-@pytest.mark.parametrize("case", ["sampled", "not alone", "no prefix reuse", "prompt cut by capacity"])
-def test_the_last_prompt_token_is_held_back_only_for_a_reproducible_request_alone(case):
-    request = prefilling(30, sampling=SAMPLED if case == "sampled" else GREEDY)
-    running = [request, prefilling(30)] if case == "not alone" else [request]
-    step = plan(running, capacity=20 if case == "prompt cut by capacity" else CAPACITY,
-                hold_back_last_token=case != "no prefix reuse")
-    assert step.holds_back is None
-    assert len(step.slices[0].tokens) == (20 if case == "prompt cut by capacity" else 30)
+    assert len(step.slices[0].tokens) == 30 and step.slices[0].want_logits, \
+        "no token held back: the first answer token comes one step sooner"
 
 
 def test_only_a_prompt_short_enough_to_be_a_new_turn_may_interrupt():

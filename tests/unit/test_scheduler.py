@@ -192,6 +192,53 @@ def test_evicted_conversation_is_restored_from_host_memory(engine):
     assert events[-1].usage.cached_tokens > 150
 
 
+def test_the_same_prompt_sent_again_answers_without_running_the_model_first(scheduler, engine):
+    tokens = prompt(scheduler, "regenerate me")
+    first, _ = collect(scheduler, tokens)
+    steps, processed = len(engine.batches), scheduler.counters.prompt_tokens_processed
+    again, events = collect(scheduler, tokens)
+    assert again == first
+    assert events[-1].usage.cached_tokens == len(tokens), "all of it was in the KV, its logits too"
+    assert scheduler.counters.prompt_tokens_processed == processed
+    first_step = engine.batches[steps]
+    assert all(len(piece.tokens) == 1 for piece in first_step), \
+        "its first token came from the kept logits: the next step already decodes it"
+
+
+def test_kept_prompt_logits_travel_with_the_kv_through_host_memory(engine):
+    with fake_scheduler(engine, parallel=1) as scheduler:
+        alice = chat_tokens(scheduler, [ChatMessage("user", "Alice asks about rivers, at some length. " * 3)])
+        collect(scheduler, alice)
+        collect(scheduler, prompt(scheduler, "Bob takes the only slot, and at length too. " * 3))
+        processed = scheduler.counters.prompt_tokens_processed
+        _, events = collect(scheduler, alice)
+    assert engine.restores == 1
+    assert events[-1].usage.cached_tokens == len(alice)
+    assert scheduler.counters.prompt_tokens_processed == processed
+
+
+def test_a_shorter_prompt_inside_the_kv_still_runs_its_last_token(scheduler, engine):
+    tokens = scheduler.engine.tokenizer.tokenize("a raw completion prompt, then more of it")
+    collect(scheduler, tokens)
+    shorter = tokens[:-8]  # held by the KV, but no logits were kept for where it ends
+    _, events = collect(scheduler, shorter)
+    assert events[-1].usage.cached_tokens == len(shorter) - 1
+
+
+def test_a_prompt_cut_short_by_a_cancel_keeps_no_logits(engine):
+    engine.step_delay_s = 0.01
+    with fake_scheduler(engine, parallel=1) as scheduler:
+        engine.batch_capacity = 8  # the prompt takes several steps
+        tokens = prompt(scheduler, "a prompt that takes a few steps to read")
+        request, events = submit(scheduler, tokens)
+        wait_until(lambda: engine.batches, "the prompt is being read")
+        request.cancel()
+        wait_finished(events)
+        engine.step_delay_s = 0
+        _, events = collect(scheduler, tokens)
+    assert events[-1].usage.cached_tokens < len(tokens)
+
+
 def test_without_prefix_reuse_every_prompt_runs_in_full(engine):
     with fake_scheduler(engine, reuse_prefixes=False) as scheduler:
         tokens = prompt(scheduler, "same question")
