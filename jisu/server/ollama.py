@@ -36,7 +36,10 @@ from jisu.structured.plan import plan_output
 from jisu.structured.tool_calls import ToolCallStream, split_tool_calls
 from jisu.types import EventReader, Failed, Finished, FinishReason, InvalidRequest, PrefillProgress, Queued, TextDelta
 
-router = APIRouter(tags=["Ollama"])
+# Ollama reads a body as JSON whatever its Content-Type, and clients rely on it (LiteLLM's
+# ollama_chat/ sends none). FastAPI's strict check guards against cross-site posts, which the
+# Origin check (jisu.server.access) refuses on every route already.
+router = APIRouter(tags=["Ollama"], strict_content_type=False)
 
 NDJSON = "application/x-ndjson"
 DOOR = (401, 403)  # every route, when keys are set or the Host/Origin is foreign

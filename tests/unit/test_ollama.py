@@ -163,6 +163,18 @@ def test_chat_without_streaming_is_one_object(client):
     assert_final(body)
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate", "/api/show"])
+def test_a_body_without_content_type_is_read_as_json(client, path):
+    """Ollama reads any body as JSON, and LiteLLM's ollama_chat/ sends none: FastAPI's strict
+    check (a CSRF guard) would refuse it, and the Origin check already does that job."""
+    body = chat(stream=False, prompt="hi")
+    response = client.post(path, content=json.dumps(body).encode(), headers={"content-type": ""})
+    assert response.status_code == 200, response.text
+    foreign = client.post(path, content=json.dumps(body).encode(),
+                          headers={"content-type": "", "Origin": "https://evil.example"})
+    assert_ollama_error(foreign, 403, "https://evil.example")
+
+
 def test_stream_null_is_the_default(client):
     """Ollama reads a missing or null stream as true, and a null raw as false."""
     assert ndjson(client.post("/api/chat", json=chat(stream=None)))[-1]["done"] is True
