@@ -71,8 +71,10 @@ def test_chat_markers_typed_by_a_user_stay_text(runtime):
 
 def test_greedy_answers_are_deterministic(runtime):
     first, _ = run_chat(runtime, "Name three colors.", temperature=0, max_tokens=24)
-    second, _ = run_chat(runtime, "Name three colors.", temperature=0, max_tokens=24)
+    second, finished = run_chat(runtime, "Name three colors.", temperature=0, max_tokens=24)
     assert first and first == second, "temperature 0 must give the same answer every time"
+    assert finished.usage.cached_tokens == finished.usage.prompt_tokens, \
+        "sent again, the prompt starts from the logits it ended with the first time"
 
 
 def test_same_seed_repeats_and_other_seeds_differ(runtime):
