@@ -19,7 +19,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from jisu.engine.protocol import BatchSlice, EngineError, StepInterrupted
+from jisu.engine.logprobs import scored_token
+from jisu.engine.protocol import BatchSlice, EngineError, ScoredToken, StepInterrupted
 from jisu.engine.template import Segment
 from jisu.runtime import ModelInfo, Runtime
 from jisu.scheduler.loop import Scheduler
@@ -187,6 +188,15 @@ class ScriptedSampler:
     def sample(self, logits_row: int) -> int:
         assert logits_row is not None, "sampled a slice that asked for no logits"
         return self.script.pop(0) if self.script else END_OF_TURN
+
+    def sample_with_logprobs(self, logits_row: int, top_n: int) -> ScoredToken:
+        """The scripted token, scored as if the model had been sure of it: its logit 4, the
+        next byte's 2, every other token's 0 (so it is also the likeliest, as under greedy)."""
+        token = self.sample(logits_row)
+        logits = np.zeros(ByteTokenizer.n_vocab, np.float32)
+        logits[(token + 1) % 256] = 2.0
+        logits[token] = 4.0
+        return scored_token(logits, token, top_n)
 
     def close(self) -> None:
         self.closed = True

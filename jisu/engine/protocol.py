@@ -34,6 +34,15 @@ class BatchSlice:
     want_logits: bool  # logits for the slice's last token (to sample the next one)
 
 
+@dataclass(frozen=True)
+class ScoredToken:
+    """A sampled token with the model's log-probabilities (see jisu.engine.logprobs)."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]  # (token, logprob) of the likeliest tokens, best first
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Text <-> token ids. Any thread may call it."""
@@ -63,6 +72,11 @@ class TokenSampler(Protocol):
     def sample(self, logits_row: int | Any) -> int:
         """The next token, from the logits decode() left at `logits_row`, or from a copy
         made by Engine.copy_logits (which stays as it was)."""
+
+    def sample_with_logprobs(self, logits_row: int | Any, top_n: int) -> ScoredToken:
+        """The token sample() would pick from the same logits, with its log-probability and
+        the `top_n` likeliest tokens' under the model's own distribution (before any sampling
+        setting: see jisu.engine.logprobs)."""
 
     def close(self) -> None: ...
 

@@ -11,6 +11,8 @@ from typing import Sequence
 import llama_cpp.llama_cpp as C
 import numpy as np
 
+from jisu.engine.logprobs import scored_token
+from jisu.engine.protocol import ScoredToken
 from jisu.engine.tokenizer import Tokenizer
 
 from jisu.types import InvalidRequest, SamplingParams
@@ -127,6 +129,16 @@ class Sampler:
         if self._penalty_window is not None:
             self._penalty_window.push(token)
         return token
+
+    def sample_with_logprobs(self, logits_row: int | np.ndarray, top_n: int) -> ScoredToken:
+        """sample()'s token, scored by the model's raw distribution (jisu.engine.logprobs)."""
+        if isinstance(logits_row, np.ndarray):
+            raw = logits_row  # a kept copy: sample() edits a copy of its own
+        else:
+            raw = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, logits_row), shape=(self._n_vocab,))
+            if self._bias_ids is not None or self._banned is not None:
+                raw = raw.copy()  # sample() edits llama.cpp's buffer itself (0.6 MB, logprobs only)
+        return scored_token(raw, self.sample(logits_row), top_n)
 
     def _greedy_penalized(self, logits: np.ndarray) -> int:
         """Greedy under penalties that only lower the logits of recent tokens: when the best

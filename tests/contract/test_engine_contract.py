@@ -11,6 +11,8 @@ may hold one slice per sequence.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from fakes import FakeEngine
@@ -104,6 +106,38 @@ def test_kept_logits_outlive_later_steps_and_sample_like_their_row(fresh):
     assert kept.nbytes > 0, "the host cache counts what it keeps"
     assert [greedy_pick(fresh, tokens, kept) for _ in range(2)] == [expected, expected], \
         "sampling must leave the kept copy as it was: it may answer the same prompt again"
+
+
+def test_a_scored_sample_is_the_same_token_with_the_models_log_probabilities(fresh):
+    tokens = prompt(fresh)
+    plain = next_greedy_token(fresh, 0, tokens)
+    [row] = fresh.decode([BatchSlice(1, tokens, 0, True)])
+    sampler = fresh.new_sampler(GREEDY, tokens)
+    try:
+        scored = sampler.sample_with_logprobs(row, 5)
+    finally:
+        sampler.close()
+    assert scored.token == plain, "asking for logprobs must not change the answer"
+    assert len(scored.top) == 5 and [lp for _, lp in scored.top] == sorted((lp for _, lp in scored.top), reverse=True)
+    assert scored.top[0] == (scored.token, scored.logprob), "greedy picks the likeliest token"
+    assert all(lp <= 0 for _, lp in scored.top) and sum(math.exp(lp) for _, lp in scored.top) <= 1 + 1e-6, \
+        "log-probabilities of one distribution"
+    assert all(0 <= token < fresh.tokenizer.n_vocab for token, _ in scored.top)
+
+
+def test_logprobs_are_the_models_whatever_the_sampling_settings(fresh):
+    """OpenAI's logprobs do not change with temperature or logit_bias: the same logits give
+    the same figures, and the bias still decides the token."""
+    tokens = prompt(fresh)
+    [row] = fresh.decode([BatchSlice(0, tokens, 0, True)])
+    greedy = fresh.new_sampler(GREEDY, tokens)
+    hot = fresh.new_sampler(SamplingParams(temperature=1.5, top_k=3, seed=1), tokens)
+    try:
+        expected = greedy.sample_with_logprobs(row, 3)
+        assert hot.sample_with_logprobs(row, 3).top == expected.top
+    finally:
+        greedy.close()
+        hot.close()
 
 
 def test_greedy_answers_do_not_depend_on_the_sequence_or_the_batch(fresh):
