@@ -167,9 +167,13 @@ class LlamaEngine:
         Only ever on the thread that runs decode(): llama.cpp's OpenMP gives each thread that
         computes a team of workers of its own, and a second team (here: a warm-up on the
         loading thread) halved the decode rate of the first on two cores (40 vs 75 tok/s,
-        one stream), its workers competing for the cores."""
+        one stream), its workers competing for the cores.
+
+        It also finds the end-of-turn tokens (a pass over the vocabulary, ~0.1 s) that
+        ignore_eos bans, so the first such request does not wait for it either."""
         self.decode([BatchSlice(0, self.tokenizer.tokenize("warm up"), 0, True)])
         self.forget(0)
+        self.tokenizer.end_of_generation_tokens  # noqa: B018 (computed once, then cached)
 
     def _install_interrupt(self) -> None:
         # llama.cpp asks abort_callback(data) after every node of the compute graph, from
