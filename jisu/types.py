@@ -20,6 +20,7 @@ MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
 MAX_SEED = 2**32 - 2  # 2**32 - 1 is llama.cpp's "pick a random seed" sentinel
 MAX_LOGIT_BIAS = 1024  # tokens one request may bias (OpenAI allows 300)
+MAX_TOP_LOGPROBS = 20  # alternatives reported per token (OpenAI's limit)
 
 
 class ModelError(Exception):
@@ -105,6 +106,8 @@ class SamplingParams:
     grammar_trigger: str | None = None  # lazy grammar: it applies once this text appears
     ignore_eos: bool = False  # keep going past end-of-turn (benchmarks want fixed lengths)
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    logprobs: bool = False  # report each token's logprob (TokenLogprob); off, it costs nothing
+    top_logprobs: int = 0  # and this many of the likeliest tokens at each place
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,6 +126,9 @@ class SamplingParams:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not bias.low <= value <= bias.high:
                 raise InvalidRequest(f"logit_bias: the bias of token {token} must be in "
                                      f"[{bias.low}, {bias.high}]", "logit_bias")
+        if isinstance(self.top_logprobs, bool) or not isinstance(self.top_logprobs, int) \
+                or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidRequest(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]", "top_logprobs")
         if len(self.stop) > MAX_STOP_STRINGS:
             raise InvalidRequest(f"stop: at most {MAX_STOP_STRINGS} stop strings", "stop")
         for s in self.stop:
@@ -226,10 +232,26 @@ class PrefillProgress:
     total: int
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token as the model scored it (asked for with SamplingParams.logprobs).
+
+    Log-probabilities are the model's own: a log-softmax over the whole vocabulary of the raw
+    logits, before logit_bias, penalties, temperature, truncation or a grammar (see
+    jisu.engine.logprobs)."""
+
+    piece: bytes  # the token's bytes (part of a character, for some tokens)
+    logprob: float
+    top: list[tuple[bytes, float]]  # the likeliest tokens at this place, best first
+    text_offset: int  # where the token's text starts in the answer, in characters
+
+
 @dataclass
 class TextDelta:
     text: str
     token_ids: list[int]
+    # With SamplingParams.logprobs: the tokens whose text starts in this delta (None: not asked).
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass

@@ -27,8 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from jisu.config import DEFAULT_HOST_CACHE_MB, DEFAULT_MAX_QUEUE
-from jisu.engine.protocol import BatchSlice, StepInterrupted
-from jisu.engine.text_assembler import TextAssembler
+from jisu.engine.protocol import BatchSlice, ScoredToken, StepInterrupted
+from jisu.engine.text_assembler import ScoredTextAssembler, TextAssembler
 from jisu.scheduler.batch_plan import could_start_as_new_turn, plan_step
 from jisu.scheduler.pacing import StepPacer
 from jisu.scheduler.prefix_cache import HostCache, PromptEnd
@@ -222,7 +222,8 @@ class Scheduler:
                 self._retire(request)
                 request.emit(Failed(f"could not start generation: {error}"))
                 continue
-            request.text_assembler = TextAssembler(request.sampling.stop)
+            assembler = ScoredTextAssembler if request.sampling.logprobs else TextAssembler
+            request.text_assembler = assembler(request.sampling.stop)
             request.phase = Phase.PREFILL
             request.started_at = time.perf_counter()
             self._running.append(request)
@@ -284,15 +285,20 @@ class Scheduler:
         self._sample(request, prompt_end_logits)
 
     def _sample(self, request: Request, logits) -> None:
+        scored = None
         try:
-            token = request.sampler.sample(logits)
+            if request.sampling.logprobs:
+                scored = request.sampler.sample_with_logprobs(logits, request.sampling.top_logprobs)
+                token = scored.token
+            else:
+                token = request.sampler.sample(logits)
         except Exception as error:  # e.g. a grammar with no way on: this request only
             log.exception("sampling failed for request %s", request.id)
             self._fail(request, f"could not pick the next token: {error}")
             return
-        self._accept(request, token)
+        self._accept(request, token, scored)
 
-    def _accept(self, request: Request, token: int) -> None:
+    def _accept(self, request: Request, token: int, scored: ScoredToken | None = None) -> None:
         if not request.first_token_at:
             request.first_token_at = time.perf_counter()
         if self._tokenizer.is_end_of_generation(token):  # ignore_eos: the sampler never picks one
@@ -301,15 +307,22 @@ class Scheduler:
         request.generated.append(token)
         request.next_token = token
         self.counters.completion_tokens += 1
-        text = request.text_assembler.feed(self._tokenizer.piece(token))
+        piece = self._tokenizer.piece(token)
+        text = request.text_assembler.feed(piece) if scored is None else self._feed_scored(request, piece, scored)
         if text:
-            request.emit(TextDelta(text, [token]))
+            request.emit(TextDelta(text, [token], request.text_assembler.take_logprobs()))
         if request.text_assembler.stopped:
             self._end_answer(request, AnswerEnd.STOP_STRING)
         elif request.sampling.max_tokens and len(request.generated) >= request.sampling.max_tokens:
             self._end_answer(request, AnswerEnd.MAX_TOKENS)
         elif request.n_past + 1 >= self.engine.ctx_size:
             self._end_answer(request, AnswerEnd.CONTEXT_FULL)
+
+    def _feed_scored(self, request: Request, piece: bytes, scored: ScoredToken) -> str:
+        # Alternatives render control tokens as their markers: an end of turn the model
+        # considered reads "<|im_end|>", not an empty string.
+        top = [(self._tokenizer.piece(token, special=True), logprob) for token, logprob in scored.top]
+        return request.text_assembler.feed_scored(piece, scored.logprob, top)
 
     def _end_answer(self, request: Request, end: AnswerEnd) -> None:
         """A running answer ended on its own: its slot is freed now, or after the closing
@@ -332,7 +345,7 @@ class Scheduler:
         if request.text_assembler is not None:
             tail = request.text_assembler.finish()
             if tail:
-                request.emit(TextDelta(tail, []))
+                request.emit(TextDelta(tail, [], request.text_assembler.take_logprobs()))
         request.emit(Finished(reason, request.usage(), request.timings(time.perf_counter())))
 
     def _close_turns(self) -> None:
