@@ -38,6 +38,7 @@ class ModelInfo:
     architecture: str = ""  # the GGUF's general.architecture: "qwen2"
     size_label: str = ""  # the GGUF's general.size_label: "0.5B"
     sha256: str = ""  # of the model file
+    fallback_detail: str | None = None  # why fallback_note's stand-in answers, what to do
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -90,6 +91,7 @@ class Runtime:
                 context_size=engine.ctx_size,
                 path=str(model.path),
                 fallback_note=model.fallback_note,
+                fallback_detail=model.fallback_detail,
                 architecture=engine.metadata("general.architecture") or "",
                 size_label=engine.metadata("general.size_label") or "",
                 sha256=file_sha256(model.path),  # once per file: remembered in JISU_HOME

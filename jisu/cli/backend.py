@@ -19,7 +19,8 @@ class ServedModel:
     id: str  # what API requests name as "model"
     quantization: str
     context_size: int  # the most tokens one conversation may hold
-    fallback_note: str | None = None  # set when the stand-in answers instead of the default
+    fallback_note: str | None = None  # one sentence, when the stand-in answers instead of the default
+    fallback_detail: str | None = None  # why, and what to do (shown with -v)
 
 
 class Backend(Protocol):
@@ -43,7 +44,8 @@ class LocalBackend:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         info = runtime.info
-        self.model = ServedModel(info.name, info.id, info.quantization, info.context_size, info.fallback_note)
+        self.model = ServedModel(info.name, info.id, info.quantization, info.context_size, info.fallback_note,
+                                 info.fallback_detail)
 
     def answer(self, messages: Sequence[ChatMessage], sampling: SamplingParams,
                response_format: dict[str, Any] | None = None) -> Iterator[Event]:

@@ -67,18 +67,31 @@ def normalized_url(url: str) -> str:
 def open_backend(address: ServerAddress | None, load_model: Callable[[], Runtime],
                  notice: Callable[[str], None]) -> Backend:
     """The server at `address` if it answers, else the model loaded in-process (`load_model`);
-    `notice` hears which, and why (for -v)."""
-    if address is not None:
-        try:
-            backend = RemoteBackend.connect(address.url, address.api_key,
-                                            kept_key=lambda: kept_server_key(address.url))
-        except ServerUnavailable as why:
-            if address.explicit:
-                raise RuntimeFailure(f"no jisu server answers at {address.url} ({why})") from None
-            notice(f"[no jisu server at {address.url} ({why}): loading the model in-process]")
-        else:
-            notice(f"[answering through {backend.where}: {backend.model.name} ({backend.model.quantization})]")
-            return backend
+    `notice` hears which, and why (for -v). A stand-in answering is always said, in one line."""
+    backend = _server_backend(address, notice) or _local_backend(load_model, notice)
+    if backend.model.fallback_note:
+        click.echo(f"jisu: {backend.model.fallback_note}", err=True)
+        if backend.model.fallback_detail:
+            notice(f"[why: {backend.model.fallback_detail}]")
+    return backend
+
+
+def _server_backend(address: ServerAddress | None, notice: Callable[[str], None]) -> Backend | None:
+    """The server at `address`; None when none answers there (or none is to be asked)."""
+    if address is None:
+        return None
+    try:
+        backend = RemoteBackend.connect(address.url, address.api_key, kept_key=lambda: kept_server_key(address.url))
+    except ServerUnavailable as why:
+        if address.explicit:
+            raise RuntimeFailure(f"no jisu server answers at {address.url} ({why})") from None
+        notice(f"[no jisu server at {address.url} ({why}): loading the model in-process]")
+        return None
+    notice(f"[answering through {backend.where}: {backend.model.name} ({backend.model.quantization})]")
+    return backend
+
+
+def _local_backend(load_model: Callable[[], Runtime], notice: Callable[[str], None]) -> Backend:
     local = LocalBackend(load_model())
     notice(f"[in-process: {local.model.name} ({local.model.quantization})]")
     return local

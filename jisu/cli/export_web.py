@@ -72,6 +72,8 @@ def locate_browser_model(model: str | None, quant: str | None) -> ModelFile:
 
     is_path = bool(model) and looks_like_path(model)
     resolved = resolve_model(model, None if is_path else (quant or DEFAULT_BROWSER_QUANT), quantizer=quantize)
+    if resolved.fallback_note:
+        click.echo(f"jisu: {resolved.fallback_note}", err=True)
     return ModelFile(resolved.path, resolved.display_name, resolved.quant or "gguf")
 
 

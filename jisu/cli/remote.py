@@ -224,7 +224,7 @@ def _served_model(body: dict[str, Any]) -> ServedModel:
     return ServedModel(name=str(entry.get("name") or model_id), id=model_id,
                        quantization=str(entry.get("quantization") or "?"),
                        context_size=int(entry.get("context_size") or 0),
-                       fallback_note=entry.get("fallback_note"))
+                       fallback_note=entry.get("fallback_note"), fallback_detail=entry.get("fallback_detail"))
 
 
 def _timings(sent: dict[str, Any]) -> Timings:

@@ -71,8 +71,12 @@ def choose_keys(host: str, cli_keys: tuple[str, ...], key_files: tuple[Path, ...
     return {key: LOCAL_USER}, key
 
 
-def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool) -> None:
+def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool, verbose: bool = False) -> None:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if info.fallback_note:
+        click.echo(f"jisu: {info.fallback_note}", err=True)
+        if verbose and info.fallback_detail:
+            click.echo(f"jisu: why: {info.fallback_detail}", err=True)
     click.echo(f"jisu: {info.name} ({info.quantization}, context {info.context_size}) ready at "
                f"http://{shown_host}:{port}/  (Ctrl-C to stop)", err=True)
     if shown_key:
@@ -115,10 +119,11 @@ def announce(info, host: str, port: int, shown_key: str | None, needs_key: bool)
 @click.option("--shutdown-grace", type=click.FloatRange(0, 3600), default=DEFAULT_SHUTDOWN_GRACE_S,
               show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running answers may finish before they are ended.")
+@click.option("--verbose", "-v", is_flag=True, help="Say why when a stand-in model answers.")
 @reports_user_errors
 def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn, parallel, max_queue, cache_ram,
           api_keys, api_key_files, allowed_hosts, cors_origins, insecure_no_auth, browser_quant, no_browser_mode,
-          shutdown_grace):
+          shutdown_grace, verbose):
     """Start the API server and web UI."""
     from jisu.cli.export_web import locate_browser_model
     from jisu.server.app import create_app, web_dir
@@ -142,7 +147,7 @@ def serve(host, port, model, quant, ctx_size, threads, kv_cache_type, flash_attn
                                           announce=lambda line: click.echo(f"jisu: {line}", err=True))
     try:
         app = create_app(runtime, access, browser_model=browser_model)
-        announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys))
+        announce(runtime.info, host, sock.getsockname()[1], shown_key, bool(keys), verbose)
         build_server(app, shutdown_grace).run(sockets=[sock])
     finally:
         runtime.close()

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from jisu.types import ContextOverflow, Failed, InvalidRequest, QueueFull, SchedulerClosed
 
 RETRY_AFTER_S = 2
+UNSUPPORTED_PARAMETER = "unsupported_parameter"  # a validation error type of our own, and its code
 
 
 class ErrorDetail(BaseModel):
@@ -178,6 +179,12 @@ def validation_error(error: RequestValidationError) -> ApiError:
         return ApiError(400, f"Missing required field '{param}'.", param=param)
     if first.get("type") == "finite_number":
         return ApiError(400, f"Invalid '{param}': must be a finite number (not NaN or Infinity).", param=param)
+    if first.get("type") == "extra_forbidden":  # OpenAI's words for a field it does not know
+        return ApiError(400, f"Unrecognized request argument supplied: {param}",
+                        param=param, code="unrecognized_request_argument")
+    if first.get("type") == UNSUPPORTED_PARAMETER:  # a parameter jisu knows and cannot honour
+        return ApiError(400, f"Unsupported parameter '{param}': {first.get('msg')}.", param=param,
+                        code=UNSUPPORTED_PARAMETER)
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return ApiError(400, f"Invalid '{param}': {message}." if param else message + ".", param=param)
 

@@ -1,7 +1,11 @@
 """OpenAI wire format: request schemas (validated, with limits) and response builders.
 
-Unknown fields are ignored, as OpenAI clients send many we have no use for; every field
-we do read is typed and range-checked so a bad value is a 400 naming that field.
+Every field we read is typed and range-checked, so a bad value is a 400 naming that field.
+Nothing a request asks for is silently dropped: as OpenAI does, an unknown top-level field is
+a 400 `unrecognized_request_argument`, and an OpenAI parameter jisu cannot honour (audio,
+n > 1, web search...) a 400 `unsupported_parameter` saying why. Parameters that change nothing
+about the answer (user, metadata, cache hints) are accepted. Inside messages and tools unknown
+fields stay allowed: clients send back whole response messages (refusal, annotations...).
 """
 
 from __future__ import annotations
@@ -10,8 +14,19 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from jisu.server.errors import UNSUPPORTED_PARAMETER
 from jisu.types import (
     LOGIT_BIAS_LIMIT,
     MAX_LOGIT_BIAS,
@@ -43,6 +58,20 @@ RepetitionPenalty, PresencePenalty, FrequencyPenalty = (
     _limited(n) for n in ("repetition_penalty", "presence_penalty", "frequency_penalty"))
 Seed, MaxTokens = _limited("seed"), _limited("max_tokens")
 Bias = Annotated[Number, Field(ge=LOGIT_BIAS_LIMIT.low, le=LOGIT_BIAS_LIMIT.high)]
+
+
+def _refused(why: str, *harmless: Any) -> Any:
+    """An OpenAI parameter jisu cannot honour: refused with `why` unless null or one of the
+    `harmless` values (those that ask for nothing beyond what jisu does)."""
+
+    def check(value: Any) -> Any:
+        if value is None or any(value == ok and type(value) is type(ok) for ok in harmless):
+            return value
+        raise PydanticCustomError(UNSUPPORTED_PARAMETER, why)
+
+    allowed = ", ".join(repr(ok) for ok in harmless)
+    description = f"Not supported: {why}." + (f" Accepted only as {allowed}." if harmless else "")
+    return Annotated[Any, AfterValidator(check), Field(description=description)]
 
 
 class _Lenient(BaseModel):
@@ -97,7 +126,9 @@ class StreamOptions(_Lenient):
     include_usage: StrictBool = False
 
 
-class _SamplingFields(_Lenient):
+class _SamplingFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unrecognized_request_argument, as OpenAI
+
     model: str | None = None  # any name: answered by the served model (see Serving)
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
@@ -116,6 +147,7 @@ class _SamplingFields(_Lenient):
     # Strict: "false" or 0 would otherwise be read as a boolean and change the response's form.
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    user: str | None = None  # who asks, for the caller's own records: changes nothing here
 
     def sampling_params(self) -> SamplingParams:
         """How to pick the answer's tokens: what the request sets, Qwen's defaults for the
@@ -143,7 +175,8 @@ class _SamplingFields(_Lenient):
     @classmethod
     def only_one_choice(cls, n: int) -> int:
         if n != 1:
-            raise ValueError("only n=1 is supported: jisu generates one choice per request")
+            raise PydanticCustomError(UNSUPPORTED_PARAMETER, "only n=1 is supported: jisu generates one choice "
+                                                             "per request")
         return n
 
     def stop_list(self) -> list[str]:
@@ -163,6 +196,28 @@ class ChatCompletionRequest(_SamplingFields):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
 
+    # Accepted, and change nothing about the answer: records and hints for OpenAI's servers.
+    metadata: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    parallel_tool_calls: StrictBool | None = None  # the model may write several calls either way
+    prompt_cache_key: str | None = None  # jisu finds a conversation's cached prompt by itself
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+
+    # OpenAI's, and refused: jisu cannot honour them (see _refused).
+    store: _refused("jisu does not store completions", False) = None
+    service_tier: _refused("jisu has one service tier", "auto", "default") = None
+    modalities: _refused("this model writes text only", ["text"]) = None
+    audio: _refused("this model writes text only; it cannot answer in audio") = None
+    prediction: _refused("predicted outputs are not supported") = None
+    web_search_options: _refused("jisu cannot search the web") = None
+    reasoning_effort: _refused("this model does not reason", "none") = None
+    verbosity: _refused("this model has no verbosity setting") = None
+    moderation: _refused("jisu runs no moderation") = None
+    functions: _refused("the deprecated functions are not supported; send them as tools") = None
+    function_call: _refused("the deprecated function_call is not supported; send tools and "
+                            "tool_choice") = None
+
     def answer_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
@@ -170,6 +225,9 @@ class ChatCompletionRequest(_SamplingFields):
 class CompletionRequest(_SamplingFields):
     prompt: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]]
     echo: StrictBool = False
+    best_of: _refused("jisu generates one completion per request", 1) = None
+    suffix: _refused("fill-in-the-middle is not supported: jisu has no infill template for this model",
+                     "") = None
 
     def answer_limit(self) -> int:
         return self.max_tokens or COMPLETION_DEFAULT_MAX_TOKENS

@@ -109,7 +109,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     answer = serving.start(prepared)
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, kind="text", fingerprint=serving.runtime.info.fingerprint)
-        return event_stream(answer, ChunkStream(writer, [], _includes_usage(body)))
+        echoed = body.prompt_text() if body.echo else ""
+        return event_stream(answer, ChunkStream(writer, [], _includes_usage(body), echoed))
     text, finished = await answer.complete(request.is_disconnected)
     if body.echo:
         text = body.prompt_text() + text

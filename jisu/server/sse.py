@@ -29,13 +29,17 @@ class ChunkStream(EventReader[list[str]]):
     """The SSE lines each event becomes. With tools, text is shown until a `<tool_call>`
     starts; the calls follow as one tool_calls chunk once the answer has ended."""
 
-    def __init__(self, writer: ChunkWriter, function_names: list[str], include_usage: bool) -> None:
+    def __init__(self, writer: ChunkWriter, function_names: list[str], include_usage: bool,
+                 echoed: str = "") -> None:
         self.writer = writer
         self.include_usage = include_usage
         self.calls = ToolCallStream(function_names) if function_names else None
+        self.echoed = echoed  # a completion's prompt, sent first when the request asked for echo
 
     def opening(self) -> list[str]:
-        return [sse(self.writer.role())] if self.writer.kind == "chat" else []
+        if self.writer.kind == "chat":
+            return [sse(self.writer.role())]
+        return [sse(self.writer.content(self.echoed))] if self.echoed else []
 
     def queued(self, event: Queued) -> list[str]:
         return [f": queued {event.position} ahead\n\n"]

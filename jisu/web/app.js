@@ -5,6 +5,7 @@
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
 import { backend, initBackend, mode, redrawBackend, startDevice, startBackend } from "./backend.js";
 import * as chat from "./chat.js";
+import { initFallbackNote, showFallbackNote } from "./fallback-note.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
 import { PRESET_KEYS, preset, presetOf, systemFor } from "./presets.js";
@@ -55,6 +56,7 @@ async function boot() {
     onRenamed,
   });
   initHeader();
+  initFallbackNote();
   initSettings();
   initKeyDialog();
   newChat();
@@ -155,9 +157,7 @@ function showModel() {
   byId("model-place").hidden = !shown?.onDevice;
   byId("model-info").title = shown?.onDevice ? t("modelOnDevice")
     : shown ? `${shown.id} · ${t("contextSize", { n: shown.context_size })}` : "";
-  const note = byId("fallback-note");
-  note.hidden = !shown?.fallback_note;
-  note.textContent = shown?.fallback_note ? t("fallbackPrefix") + shown.fallback_note : "";
+  showFallbackNote(shown);
   document.title = shown ? `${shown.name} · ${t("appTitle")}` : t("appTitle");
 }
 

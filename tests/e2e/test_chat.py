@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from uihelpers import ask, configure, open_app, record_sent_frames, shot, wait_answer_done
+from uihelpers import ask, configure, open_app, record_sent_frames, shot, wait_answer_done, wait_model_fetched
 
 pytestmark = pytest.mark.browser
 
@@ -22,20 +22,58 @@ def test_header_shows_the_model_that_answers(new_page, server):
     assert page.get_by_test_id("fallback-note").is_hidden(), "no stand-in notice when the server sets none"
 
 
-def test_fallback_note_is_visible_when_a_stand_in_answers(new_page, server):
-    page = new_page()
-    note = "Qwen2.5-0.5B-Instruct could not be fetched. Answering with the stand-in X."
+STANDIN = {"fallback_note": "Using the stand-in model X: the default could not be fetched.",
+           "fallback_detail": "Qwen2.5-0.5B-Instruct could not be fetched (no source reachable). Set HF_ENDPOINT "
+                              "to a reachable mirror and run `jisu pull`."}
+PHONE = {"width": 375, "height": 740}
 
+
+def open_with_a_stand_in(page, server):
+    """The page, told by /v1/models that a stand-in answers (the test model is no stand-in)."""
     def models_with_note(route):
         body = server.models()
-        body["data"][0]["fallback_note"] = note
+        body["data"][0].update(STANDIN)
         route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
     page.route("**/v1/models", models_with_note)
     open_app(page, server)
-    banner = page.get_by_test_id("fallback-note")
-    banner.wait_for(state="visible")
-    assert note in banner.inner_text()
+    page.get_by_test_id("fallback-note").wait_for(state="visible")
+
+
+def height(locator) -> float:
+    return locator.bounding_box()["height"]
+
+
+@pytest.mark.parametrize("locale,sentence", [
+    ("zh-CN", "正在使用替补模型 {name}：默认模型无法下载。"),
+    ("en-US", "Using the stand-in model {name}: the default could not be fetched."),
+])
+def test_fallback_note_is_one_line_on_a_phone_with_why_and_dismiss(new_page, server, locale, sentence):
+    page = new_page(locale=locale, viewport=PHONE)
+    open_with_a_stand_in(page, server)
+    banner, text = page.get_by_test_id("fallback-note"), page.get_by_test_id("fallback-text")
+    why, dismiss = page.get_by_test_id("fallback-why"), page.get_by_test_id("fallback-dismiss")
+    assert text.get_attribute("title") == sentence.format(name=server.models()["data"][0]["name"])
+    font_px = text.evaluate("el => parseFloat(getComputedStyle(el).fontSize)")
+    assert height(text) < 2 * font_px and height(banner) <= 40, "one line on a phone, however long the name"
+    for button in (why, dismiss):
+        box = button.bounding_box()
+        assert box["x"] + box["width"] <= PHONE["width"], "why? and dismiss stay on screen"
+    shot(page, f"fallback-note-phone-{locale}")
+
+    why.click()
+    detail = page.get_by_test_id("fallback-detail")
+    assert detail.is_visible() and detail.inner_text() == STANDIN["fallback_detail"]
+    assert why.get_attribute("aria-expanded") == "true"
+    shot(page, f"fallback-note-why-{locale}")
+    why.click()
+    assert detail.is_hidden()
+
+    dismiss.click()
+    assert banner.is_hidden()
+    page.reload()
+    wait_model_fetched(page)
+    assert banner.is_hidden(), "dismissed for the rest of the session"
 
 
 def test_chinese_question_streams_a_rendered_answer_with_stats(new_page, server):

