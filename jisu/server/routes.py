@@ -66,6 +66,7 @@ async def list_models(request: Request) -> dict[str, Any]:
             "quantization": info.quantization,
             "context_size": info.context_size,
             "fallback_note": info.fallback_note,
+            "fallback_detail": info.fallback_detail,
         }],
     }
 
