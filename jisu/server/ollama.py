@@ -143,9 +143,10 @@ async def _answer(request: Request, prepared: PreparedRequest, writer: AnswerWri
         lines = AnswerLines(writer, prepared.function_names)
         return StreamingResponse(_ndjson(answer, lines), media_type=NDJSON,
                                  headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    text, finished = await answer.complete(request.is_disconnected)
-    content, calls = split_tool_calls(text, prepared.function_names)
-    return JSONResponse(writer.whole(content or "", calls, finished), headers=headers)
+    whole = await answer.complete(request.is_disconnected)
+    content, calls = split_tool_calls(whole.text, prepared.function_names)
+    logprobs = whole.logprobs if prepared.prompt.sampling.logprobs else None
+    return JSONResponse(writer.whole(content or "", calls, whole.finished, logprobs), headers=headers)
 
 
 def _single(body: dict[str, Any], stream: bool, headers: dict[str, str]) -> Response:
@@ -177,7 +178,7 @@ class AnswerLines(EventReader[list[str]]):
 
     def text(self, event: TextDelta) -> list[str]:
         shown = self.calls.feed(event.text) if self.calls else event.text
-        return [_line(self.writer.piece(shown))] if shown else []
+        return [_line(self.writer.piece(shown, event.logprobs))] if shown or event.logprobs else []
 
     def finished(self, event: Finished) -> list[str]:
         if event.reason is FinishReason.SHUTDOWN:

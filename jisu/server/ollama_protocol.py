@@ -17,10 +17,11 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationInfo, field_validator
 
 from jisu import __version__
 from jisu.runtime import ModelInfo
+from jisu.server.logprobs import token_entries
 from jisu.server.protocol import (
     MAX_CONTENT_CHARS,
     MAX_MESSAGES,
@@ -32,7 +33,17 @@ from jisu.server.protocol import (
     TopK,
     TopP,
 )
-from jisu.types import MAX_SEED, SAMPLING_LIMITS, ChatMessage, Finished, FinishReason, InvalidRequest, SamplingParams
+from jisu.types import (
+    MAX_SEED,
+    MAX_TOP_LOGPROBS,
+    SAMPLING_LIMITS,
+    ChatMessage,
+    Finished,
+    FinishReason,
+    InvalidRequest,
+    SamplingParams,
+    TokenLogprob,
+)
 
 # The level of Ollama's API these routes answer (tools, JSON-schema formats, capabilities in
 # /api/show); clients compare it to decide what to offer. jisu's own version travels beside it.
@@ -176,6 +187,15 @@ class _OllamaRequest(BaseModel):
     keep_alive: str | float | None = None  # accepted, and ignored: jisu's one model stays loaded
     template: str | None = None
     think: StrictBool | str | None = None
+    logprobs: StrictBool | None = None  # Ollama 0.12's, in the shape of OpenAI's chat logprobs
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def only_with_logprobs(cls, top_logprobs: int | None, info: ValidationInfo) -> int | None:
+        if top_logprobs is not None and info.data.get("logprobs") is not True:
+            raise ValueError("only allowed with logprobs: true")
+        return top_logprobs
 
     @field_validator("template")
     @classmethod
@@ -205,7 +225,9 @@ class _OllamaRequest(BaseModel):
         return None
 
     def sampling_params(self, context_size: int) -> SamplingParams:
-        return (self.options or OllamaOptions()).sampling_params(context_size)
+        sampling = (self.options or OllamaOptions()).sampling_params(context_size)
+        sampling.logprobs, sampling.top_logprobs = bool(self.logprobs), self.top_logprobs or 0
+        return sampling
 
     def ignored_options(self) -> list[str]:
         return self.options.ignored() if self.options else []
@@ -304,7 +326,8 @@ class AnswerWriter:
         self.model = model
         self.kind = kind
 
-    def _object(self, text: str, tool_calls: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    def _object(self, text: str, tool_calls: list[dict[str, Any]] | None = None,
+                logprobs: list[TokenLogprob] | None = None, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": rfc3339()}
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -313,10 +336,13 @@ class AnswerWriter:
             body["message"] = message
         else:
             body["response"] = text
+        if logprobs is not None:
+            body["logprobs"] = token_entries(logprobs)
         return {**body, **extra}
 
-    def piece(self, text: str) -> dict[str, Any]:
-        return self._object(text, done=False)
+    def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
+        """A piece of the answer; with logprobs asked for, those of the tokens it shows."""
+        return self._object(text, logprobs=logprobs, done=False)
 
     def tool_calls(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
         return self._object("", calls, done=False)
@@ -324,8 +350,9 @@ class AnswerWriter:
     def final(self, finished: Finished) -> dict[str, Any]:
         return self._object("", **final_stats(finished))
 
-    def whole(self, text: str, calls: list[dict[str, Any]], finished: Finished) -> dict[str, Any]:
-        return self._object(text, calls, **final_stats(finished))
+    def whole(self, text: str, calls: list[dict[str, Any]], finished: Finished,
+              logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
+        return self._object(text, calls, logprobs, **final_stats(finished))
 
     def loaded(self) -> dict[str, Any]:
         """The answer to a request with nothing to answer: Ollama's way to load a model."""

@@ -21,19 +21,24 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from jisu.server.errors import UNSUPPORTED_PARAMETER
+from jisu.server.logprobs import chat_logprobs, completion_logprobs
 from jisu.types import (
     LOGIT_BIAS_LIMIT,
     MAX_LOGIT_BIAS,
+    MAX_TOP_LOGPROBS,
     SAMPLING_LIMITS,
     FinishReason,
     SamplingParams,
     Timings,
+    TokenLogprob,
     Usage,
 )
 
@@ -44,6 +49,7 @@ MAX_CONTENT_CHARS = 1_000_000
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # What /v1/completions generates when max_tokens is not given (OpenAI's default).
 COMPLETION_DEFAULT_MAX_TOKENS = 16
+MAX_COMPLETION_LOGPROBS = 5  # the legacy completions' limit of `logprobs` (OpenAI's)
 
 
 def _limited(name: str) -> Any:
@@ -153,12 +159,18 @@ class _SamplingFields(BaseModel):
         """How to pick the answer's tokens: what the request sets, Qwen's defaults for the
         rest (SamplingParams)."""
         chosen = {name: getattr(self, name) for name in _SAMPLING_FIELDS if getattr(self, name) is not None}
+        top_logprobs = self.top_logprobs_asked()
         return SamplingParams(**chosen, max_tokens=self.answer_limit(), stop=self.stop_list(),
-                              ignore_eos=self.ignore_eos, logit_bias=self.logit_bias_by_token())
+                              ignore_eos=self.ignore_eos, logit_bias=self.logit_bias_by_token(),
+                              logprobs=top_logprobs is not None, top_logprobs=top_logprobs or 0)
 
     def answer_limit(self) -> int | None:
         """The most tokens to generate (None: until the answer or the context ends)."""
         return self.max_tokens
+
+    def top_logprobs_asked(self) -> int | None:
+        """None: no logprobs; n: each token's logprob and the n likeliest tokens at its place."""
+        return None
 
     @field_validator("logit_bias")
     @classmethod
@@ -195,6 +207,8 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
 
     # Accepted, and change nothing about the answer: records and hints for OpenAI's servers.
     metadata: dict[str, Any] | None = None
@@ -218,19 +232,42 @@ class ChatCompletionRequest(_SamplingFields):
     function_call: _refused("the deprecated function_call is not supported; send tools and "
                             "tool_choice") = None
 
+    @field_validator("top_logprobs")
+    @classmethod
+    def only_with_logprobs(cls, top_logprobs: int | None, info: ValidationInfo) -> int | None:
+        if top_logprobs is not None and info.data.get("logprobs") is not True:
+            raise ValueError("only allowed with logprobs: true")
+        return top_logprobs
+
     def answer_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def top_logprobs_asked(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_SamplingFields):
     prompt: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)] | list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]]
+    # Each token's logprob and this many of the likeliest tokens at its place.
+    logprobs: Annotated[StrictInt, Field(ge=0, le=MAX_COMPLETION_LOGPROBS)] | None = None
     echo: StrictBool = False
     best_of: _refused("jisu generates one completion per request", 1) = None
     suffix: _refused("fill-in-the-middle is not supported: jisu has no infill template for this model",
                      "") = None
 
+    @field_validator("echo")
+    @classmethod
+    def not_with_logprobs(cls, echo: bool, info: ValidationInfo) -> bool:
+        if echo and info.data.get("logprobs") is not None:
+            raise PydanticCustomError(UNSUPPORTED_PARAMETER, "echo cannot be combined with logprobs: jisu "
+                                                             "does not compute the prompt's logprobs")
+        return echo
+
     def answer_limit(self) -> int:
         return self.max_tokens or COMPLETION_DEFAULT_MAX_TOKENS
+
+    def top_logprobs_asked(self) -> int | None:
+        return self.logprobs
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
@@ -279,16 +316,20 @@ class ChunkWriter:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
                 "system_fingerprint": self.fingerprint, "choices": choices, **extra}
 
-    def _choice(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None,
+                logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
         if self.kind == "chat":
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return {"index": 0, "text": delta.get("content", ""), "logprobs": None, "finish_reason": finish_reason}
+            shaped = None if logprobs is None else chat_logprobs(logprobs)
+            return {"index": 0, "delta": delta, "logprobs": shaped, "finish_reason": finish_reason}
+        shaped = None if logprobs is None else completion_logprobs(logprobs)
+        return {"index": 0, "text": delta.get("content", ""), "logprobs": shaped, "finish_reason": finish_reason}
 
     def role(self) -> dict[str, Any]:
         return self._chunk([self._choice({"role": "assistant", "content": ""}, None)])
 
-    def content(self, text: str) -> dict[str, Any]:
-        return self._chunk([self._choice({"content": text}, None)])
+    def content(self, text: str, logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
+        """A piece of the answer; with logprobs asked for, those of the tokens it shows."""
+        return self._chunk([self._choice({"content": text}, None, logprobs)])
 
     def tool_calls(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
         indexed = [{"index": i, **call} for i, call in enumerate(calls)]

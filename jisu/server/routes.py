@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from jisu.server.errors import error_responses
+from jisu.server.logprobs import chat_logprobs, completion_logprobs
 from jisu.server.metrics import CONTENT_TYPE_LATEST
 from jisu.server.protocol import (
     TOOL_CALLS_FINISH,
@@ -79,7 +80,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint)
         return event_stream(answer, ChunkStream(writer, prepared.function_names, _includes_usage(body)))
-    text, finished = await answer.complete(request.is_disconnected)
+    whole = await answer.complete(request.is_disconnected)
+    text, finished = whole.text, whole.finished
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish_reason = openai_finish_reason(finished.reason)
     content, calls = split_tool_calls(text, prepared.function_names)
@@ -95,7 +97,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         "choices": [{
             "index": 0,
             "message": message,
-            "logprobs": None,
+            # Every token of the answer the model wrote, tool-call markup included.
+            "logprobs": chat_logprobs(whole.logprobs) if body.logprobs else None,
             "finish_reason": finish_reason,
         }],
         "usage": usage_dict(finished.usage),
@@ -112,16 +115,18 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         writer = ChunkWriter(serving.runtime.info.id, kind="text", fingerprint=serving.runtime.info.fingerprint)
         echoed = body.prompt_text() if body.echo else ""
         return event_stream(answer, ChunkStream(writer, [], _includes_usage(body), echoed))
-    text, finished = await answer.complete(request.is_disconnected)
-    if body.echo:
+    whole = await answer.complete(request.is_disconnected)
+    text, finished = whole.text, whole.finished
+    if body.echo:  # never with logprobs (CompletionRequest refuses it): the offsets stay right
         text = body.prompt_text() + text
+    logprobs = completion_logprobs(whole.logprobs) if body.logprobs is not None else None
     return JSONResponse({
         "id": new_id("cmpl"),
         "object": "text_completion",
         "created": int(time.time()),
         "model": serving.runtime.info.id,
         "system_fingerprint": serving.runtime.info.fingerprint,
-        "choices": [{"index": 0, "text": text, "logprobs": None,
+        "choices": [{"index": 0, "text": text, "logprobs": logprobs,
                      "finish_reason": openai_finish_reason(finished.reason)}],
         "usage": usage_dict(finished.usage),
         "timings": finished.timings.as_dict(),

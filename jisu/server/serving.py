@@ -28,11 +28,21 @@ from jisu.types import (
     SamplingParams,
     SchedulerClosed,
     TextDelta,
+    TokenLogprob,
 )
 
 
 DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is there
 FINAL_EVENTS_TIMEOUT_S = 5.0  # on shutdown; the engine ends a cancelled answer within one step
+
+
+@dataclass
+class CompletedAnswer:
+    """A non-streaming answer, read to its end."""
+
+    text: str
+    finished: Finished
+    logprobs: list[TokenLogprob]  # empty unless asked for
 
 
 @dataclass
@@ -167,7 +177,7 @@ class Answer:
                 self.cancel()
                 metrics.request_cancelled(self.endpoint)
 
-    async def complete(self, disconnected: Callable[[], Awaitable[bool]]) -> tuple[str, Finished]:
+    async def complete(self, disconnected: Callable[[], Awaitable[bool]]) -> CompletedAnswer:
         """Run to the end for a non-streaming response; a client that leaves cancels it."""
         watcher = asyncio.create_task(self._cancel_when(disconnected))
         whole = WholeAnswer()
@@ -178,7 +188,7 @@ class Answer:
             watcher.cancel()
         if whole.end is None:
             raise ApiError(500, "the answer ended without a final event", type_="server_error")
-        return "".join(whole.pieces), whole.end
+        return CompletedAnswer("".join(whole.pieces), whole.end, whole.logprobs)
 
     async def _cancel_when(self, disconnected: Callable[[], Awaitable[bool]]) -> None:
         """Polled on its own clock: tokens arriving every few ms must not keep us from
@@ -194,6 +204,7 @@ class WholeAnswer(EventReader[None]):
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
         self.end: Finished | None = None
 
     def queued(self, event: Queued) -> None:
@@ -204,6 +215,8 @@ class WholeAnswer(EventReader[None]):
 
     def text(self, event: TextDelta) -> None:
         self.pieces.append(event.text)
+        if event.logprobs:
+            self.logprobs.extend(event.logprobs)
 
     def finished(self, event: Finished) -> None:
         if event.reason is FinishReason.SHUTDOWN:

@@ -27,7 +27,9 @@ def sse(data: Any) -> str:
 
 class ChunkStream(EventReader[list[str]]):
     """The SSE lines each event becomes. With tools, text is shown until a `<tool_call>`
-    starts; the calls follow as one tool_calls chunk once the answer has ended."""
+    starts; the calls follow as one tool_calls chunk once the answer has ended. Logprobs
+    asked for travel with the text of their tokens; the tokens of a tool call, whose text is
+    held back, get a chunk of their own (empty content) so none is lost."""
 
     def __init__(self, writer: ChunkWriter, function_names: list[str], include_usage: bool,
                  echoed: str = "") -> None:
@@ -49,7 +51,7 @@ class ChunkStream(EventReader[list[str]]):
 
     def text(self, event: TextDelta) -> list[str]:
         shown = self.calls.feed(event.text) if self.calls else event.text
-        return [sse(self.writer.content(shown))] if shown else []
+        return [sse(self.writer.content(shown, event.logprobs))] if shown or event.logprobs else []
 
     def finished(self, event: Finished) -> list[str]:
         if event.reason is FinishReason.SHUTDOWN:

@@ -6,7 +6,8 @@ Client → server:  {"type": "auth", "api_key": "..."}   (first, when the server
 Server → client:  {"type": "ready", "user": name}       (after a successful auth message)
                   {"type": "queued", "position": n}
                   {"type": "progress", "processed": n, "total": m}
-                  {"type": "token", "text": "..."}
+                  {"type": "token", "text": "..."}       (with "logprobs": [...] when asked, as
+                                                         in a chat chunk's logprobs.content)
                   {"type": "done", "finish_reason": ..., "usage": {...}, "timings": {...}}
                   {"type": "error", "status": n, "error": {message, type, param, code}}
 One answer at a time per socket; a closed socket cancels its answer. A key can also come in
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from jisu.server.errors import ApiError, answer_failed, validation_error
 from jisu.server.guard import WEBSOCKET_PROTOCOL
+from jisu.server.logprobs import token_entries
 from jisu.server.protocol import ChatCompletionRequest, openai_finish_reason, usage_dict
 from jisu.server.serving import Answer, Serving
 from jisu.types import EventReader, Failed, Finished, FinishReason, PrefillProgress, Queued, TextDelta
@@ -163,7 +165,9 @@ class SocketMessages(EventReader[dict[str, Any]]):
         return {"type": "progress", "processed": event.processed, "total": event.total}
 
     def text(self, event: TextDelta) -> dict[str, Any]:
-        return {"type": "token", "text": event.text}
+        if event.logprobs is None:
+            return {"type": "token", "text": event.text}
+        return {"type": "token", "text": event.text, "logprobs": token_entries(event.logprobs)}
 
     def finished(self, event: Finished) -> dict[str, Any]:
         # The page says why an answer ended early, so those reasons keep their own names.
