@@ -140,11 +140,11 @@ async def _answer(request: Request, prepared: PreparedRequest, writer: AnswerWri
     serving = _serving(request)
     answer = serving.start(prepared)  # admitted or refused (503) before any byte of the answer
     if stream:
-        lines = AnswerLines(writer, prepared.function_names)
+        lines = AnswerLines(writer, prepared.functions)
         return StreamingResponse(_ndjson(answer, lines), media_type=NDJSON,
                                  headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     whole = await answer.complete(request.is_disconnected)
-    content, calls = split_tool_calls(whole.text, prepared.function_names)
+    content, calls = split_tool_calls(whole.text, prepared.functions)
     logprobs = whole.logprobs if prepared.prompt.sampling.logprobs else None
     return JSONResponse(writer.whole(content or "", calls, whole.finished, logprobs), headers=headers)
 
@@ -166,9 +166,9 @@ class AnswerLines(EventReader[list[str]]):
     has ended. An answer the server could not finish ends with an {"error"} line, which
     Ollama's clients raise."""
 
-    def __init__(self, writer: AnswerWriter, function_names: list[str]) -> None:
+    def __init__(self, writer: AnswerWriter, functions: dict[str, dict[str, Any]]) -> None:
         self.writer = writer
-        self.calls = ToolCallStream(function_names) if function_names else None
+        self.calls = ToolCallStream(functions) if functions else None
 
     def queued(self, event: Queued) -> list[str]:
         return []

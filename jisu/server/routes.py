@@ -79,12 +79,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     answer = serving.start(prepared)
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint)
-        return event_stream(answer, ChunkStream(writer, prepared.function_names, _includes_usage(body)))
+        return event_stream(answer, ChunkStream(writer, prepared.functions, _includes_usage(body)))
     whole = await answer.complete(request.is_disconnected)
     text, finished = whole.text, whole.finished
     message: dict[str, Any] = {"role": "assistant", "content": text}
     finish_reason = openai_finish_reason(finished.reason)
-    content, calls = split_tool_calls(text, prepared.function_names)
+    content, calls = split_tool_calls(text, prepared.functions)
     if calls:
         message = {"role": "assistant", "content": content, "tool_calls": calls}
         finish_reason = TOOL_CALLS_FINISH
@@ -114,7 +114,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, kind="text", fingerprint=serving.runtime.info.fingerprint)
         echoed = body.prompt_text() if body.echo else ""
-        return event_stream(answer, ChunkStream(writer, [], _includes_usage(body), echoed))
+        return event_stream(answer, ChunkStream(writer, {}, _includes_usage(body), echoed))
     whole = await answer.complete(request.is_disconnected)
     text, finished = whole.text, whole.finished
     if body.echo:  # never with logprobs (CompletionRequest refuses it): the offsets stay right

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from jisu.runtime import Generation, Prompt, Runtime
 from jisu.server.event_port import EventPort
@@ -49,7 +49,7 @@ class CompletedAnswer:
 class PreparedRequest:
     prompt: Prompt
     endpoint: str
-    function_names: list[str] = field(default_factory=list)  # tools the answer may call
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # tools the answer may call, by name
 
 
 class Serving:
@@ -85,7 +85,7 @@ class Serving:
         messages = with_schema_instruction(messages, plan.schema_instruction)
         sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
         prompt = self.runtime.prepare_chat(messages, sampling, plan.tools_for_template)
-        return PreparedRequest(prompt, endpoint, plan.function_names)
+        return PreparedRequest(prompt, endpoint, plan.functions)
 
     def prepare_text(self, text: str, sampling: SamplingParams, plan: OutputPlan, endpoint: str) -> PreparedRequest:
         """A raw prompt continued as written; a plan can constrain it (JSON) but not call tools."""

@@ -31,11 +31,11 @@ class ChunkStream(EventReader[list[str]]):
     asked for travel with the text of their tokens; the tokens of a tool call, whose text is
     held back, get a chunk of their own (empty content) so none is lost."""
 
-    def __init__(self, writer: ChunkWriter, function_names: list[str], include_usage: bool,
+    def __init__(self, writer: ChunkWriter, functions: dict[str, dict[str, Any]], include_usage: bool,
                  echoed: str = "") -> None:
         self.writer = writer
         self.include_usage = include_usage
-        self.calls = ToolCallStream(function_names) if function_names else None
+        self.calls = ToolCallStream(functions) if functions else None
         self.echoed = echoed  # a completion's prompt, sent first when the request asked for echo
 
     def opening(self) -> list[str]:

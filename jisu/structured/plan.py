@@ -26,7 +26,7 @@ class OutputPlan:
     """What a chat request asks of the output, decided before generation starts."""
 
     tools_for_template: list[dict[str, Any]] | None = None
-    function_names: list[str] = field(default_factory=list)
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # offered: name -> parameters schema
     grammar: str | None = None
     lazy_trigger: str | None = None  # the grammar applies from this text on
     schema_instruction: str | None = None  # appended to the system prompt
@@ -49,7 +49,7 @@ def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, An
 
     plan.tools_for_template = tools
     allowed = functions if choice in ("auto", "required") else [f for f in functions if f["name"] == choice]
-    plan.function_names = [f["name"] for f in functions]
+    plan.functions = {f["name"]: f["parameters"] for f in functions}
     builder = GrammarBuilder(property_order=CALL_PROPERTY_ORDER)
     calls = add_tool_calls_rule(builder, allowed)
     if choice == "auto" and wants_json:

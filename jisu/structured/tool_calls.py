@@ -2,15 +2,22 @@
 
 With `tool_choice: auto` (and always on Ollama's API, which has no tool_choice) the model may
 write its call without the tags: a whole answer that is one JSON object `{"name", "arguments"}`
-naming an offered function, bare or in a ```json fence, is read as that call too (small
-models, the 0.5B coder among them, do this). Ollama reads such answers the same way."""
+naming an offered function, with arguments valid against that function's parameters, bare or
+in a ```json fence, is read as that call too (small models, the 0.5B coder among them, do
+this; Ollama reads such answers the same way). Anything less is an answer: a JSON document the
+user asked for has other keys, and one that only resembles a call (an unknown function,
+arguments the function would refuse) is shown as written rather than guessed into a call.
+
+`functions` below maps each offered function's name to its parameters' JSON schema."""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
-from typing import Any
+from typing import Any, Mapping
+
+import jsonschema
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -21,15 +28,15 @@ BARE_CALL = re.compile(r"\s*(?:```(?:json)?\s*)?(\{.*\})\s*(?:```)?\s*", re.DOTA
 FENCE_OPENING = re.compile(r"```(?:json)?\s*")
 
 
-def split_tool_calls(text: str, function_names: list[str]) -> tuple[str | None, list[dict[str, Any]]]:
+def split_tool_calls(text: str, functions: Mapping[str, dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
     """(content, tool_calls) from generated text. A call that does not parse, or names an
     unknown function, is never passed on: then the whole text is returned as content."""
     if TOOL_CALL_OPEN not in text:
-        call = _bare_call(text, function_names)
+        call = _bare_call(text, functions)
         return (None, [call]) if call else (text, [])
     calls = []
     for block in TOOL_CALL_BLOCK.findall(text):
-        call = _read_call(block, function_names)
+        call = _read_call(block, functions)
         if call is None:
             return text, []
         calls.append(call)
@@ -39,13 +46,14 @@ def split_tool_calls(text: str, function_names: list[str]) -> tuple[str | None, 
     return content or None, calls
 
 
-def _read_call(block: str, function_names: list[str]) -> dict[str, Any] | None:
-    """One call's JSON as an OpenAI tool call; None unless it names an offered function."""
+def _read_call(block: str, functions: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """One call's JSON as an OpenAI tool call; None unless it names an offered function.
+    (Inside `<tool_call>` tags the grammar has already held the arguments to the schema.)"""
     try:
         call = json.loads(block)
     except json.JSONDecodeError:
         return None
-    if not isinstance(call, dict) or call.get("name") not in function_names \
+    if not isinstance(call, dict) or call.get("name") not in functions \
             or not isinstance(call.get("arguments", {}), dict):
         return None
     return {
@@ -55,16 +63,23 @@ def _read_call(block: str, function_names: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _bare_call(text: str, function_names: list[str]) -> dict[str, Any] | None:
-    """The call a whole answer makes without the tags: exactly {"name", "arguments"}."""
+def _bare_call(text: str, functions: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The call a whole answer makes without the tags: exactly {"name", "arguments"}, naming an
+    offered function, with arguments its parameters' schema accepts (no grammar held them)."""
     match = BARE_CALL.fullmatch(text)
-    if not match or not function_names:
+    if not match or not functions:
         return None
     try:
-        keys = set(json.loads(match.group(1)))
-    except (json.JSONDecodeError, TypeError):
+        document = json.loads(match.group(1))
+    except json.JSONDecodeError:
         return None
-    return _read_call(match.group(1), function_names) if keys == {"name", "arguments"} else None
+    if not isinstance(document, dict) or set(document) != {"name", "arguments"} \
+            or document["name"] not in functions:
+        return None
+    schema = functions[document["name"]]
+    if not jsonschema.validators.validator_for(schema)(schema).is_valid(document["arguments"]):
+        return None
+    return _read_call(match.group(1), functions)
 
 
 def _may_become_bare_call(text: str) -> bool:
@@ -81,8 +96,8 @@ class ToolCallStream:
     answer that starts like an untagged call ("{", "```json") is held until it is clearly
     not one, or to its end."""
 
-    def __init__(self, function_names: list[str]) -> None:
-        self.function_names = function_names
+    def __init__(self, functions: Mapping[str, dict[str, Any]]) -> None:
+        self.functions = functions
         self._text = ""
         self._shown = 0
         self._maybe_bare = True  # nothing shown yet, and what came may be an untagged call
@@ -109,7 +124,7 @@ class ToolCallStream:
 
     def finish(self) -> tuple[str, list[dict[str, Any]]]:
         """The content not yet shown, and the parsed calls."""
-        _, calls = split_tool_calls(self._text, self.function_names)
+        _, calls = split_tool_calls(self._text, self.functions)
         if calls:
             return "", calls
         rest = self._text[self._shown:]

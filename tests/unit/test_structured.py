@@ -22,6 +22,7 @@ WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 CLOCK = {"type": "function", "function": {"name": "get_time"}}
+FUNCTIONS = {"get_weather": WEATHER["function"]["parameters"]}  # what the parser is given: name -> schema
 CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
@@ -81,7 +82,7 @@ def test_invalid_response_formats_are_refused_naming_the_field(response_format, 
 def test_tools_auto_uses_a_lazy_grammar_triggered_by_tool_call():
     plan = plan_output(None, [WEATHER], "auto")
     assert plan.lazy_trigger == "<tool_call>"
-    assert plan.tools_for_template == [WEATHER] and plan.function_names == ["get_weather"]
+    assert plan.tools_for_template == [WEATHER] and plan.functions == FUNCTIONS
     assert '"\\"get_weather\\""' in plan.grammar
 
 
@@ -127,7 +128,7 @@ def test_invalid_tools_are_refused(tools, choice, param):
 
 
 def test_split_tool_calls_parses_qwen_blocks():
-    content, calls = split_tool_calls("Let me check.\n" + CALL_TEXT, ["get_weather"])
+    content, calls = split_tool_calls("Let me check.\n" + CALL_TEXT, FUNCTIONS)
     assert content == "Let me check."
     assert calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
     assert calls[0]["id"].startswith("call_") and calls[0]["type"] == "function"
@@ -139,12 +140,12 @@ def test_split_tool_calls_parses_qwen_blocks():
     '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa',  # cut by max_tokens
 ])
 def test_malformed_calls_come_back_as_plain_content(text):
-    content, calls = split_tool_calls(text, ["get_weather"])
+    content, calls = split_tool_calls(text, FUNCTIONS)
     assert calls == [] and content == text
 
 
 def test_tool_call_stream_holds_back_the_call_and_streams_the_rest():
-    stream = ToolCallStream(["get_weather"])
+    stream = ToolCallStream(FUNCTIONS)
     pieces = ["Sure. ", "<tool", "_call>\n{\"name\"", ': "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>']
     shown = [stream.feed(piece) for piece in pieces]
     assert "".join(shown) == "Sure. "
@@ -153,7 +154,7 @@ def test_tool_call_stream_holds_back_the_call_and_streams_the_rest():
 
 
 def test_tool_call_stream_releases_text_that_was_not_a_call():
-    stream = ToolCallStream(["get_weather"])
+    stream = ToolCallStream(FUNCTIONS)
     assert stream.feed("a <tool") == "a "
     assert stream.feed("box> b") == "<toolbox> b"
     assert stream.finish() == ("", [])
@@ -166,9 +167,9 @@ def test_tool_call_stream_releases_text_that_was_not_a_call():
 ])
 def test_a_whole_answer_that_is_an_untagged_call_is_that_call(text):
     """Small models with tool_choice auto (Ollama's only mode) often drop the tags."""
-    content, calls = split_tool_calls(text, ["get_weather"])
+    content, calls = split_tool_calls(text, FUNCTIONS)
     assert content is None and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
-    stream = ToolCallStream(["get_weather"])
+    stream = ToolCallStream(FUNCTIONS)
     assert "".join(stream.feed(text[i:i + 5]) for i in range(0, len(text), 5)) == "", "held, never shown"
     rest, streamed = stream.finish()
     assert rest == "" and streamed[0]["function"] == calls[0]["function"]
@@ -178,16 +179,18 @@ def test_a_whole_answer_that_is_an_untagged_call_is_that_call(text):
     '{"name": "launch_rockets", "arguments": {}}',  # not an offered function
     '{"name": "get_weather", "arguments": {}, "why": "x"}',  # more than a call
     '{"city": "Paris"}',  # a JSON answer
+    '{"name": "get_weather", "arguments": {"town": "Paris"}}',  # arguments get_weather would refuse
+    '```json\n{"name": "get_weather", "arguments": {"city": 75}}\n```',
     'Call {"name": "get_weather", "arguments": {}}',  # not the whole answer
     '```python\nprint("hi")\n```',
 ])
 def test_other_answers_stay_content_and_stream_as_soon_as_they_can(text):
-    assert split_tool_calls(text, ["get_weather"]) == (text, [])
-    stream = ToolCallStream(["get_weather"])
+    assert split_tool_calls(text, FUNCTIONS) == (text, [])
+    stream = ToolCallStream(FUNCTIONS)
     shown = "".join(stream.feed(text[i:i + 5]) for i in range(0, len(text), 5))
     rest, calls = stream.finish()
     assert shown + rest == text and calls == []
-    if not text.startswith("{"):
+    if not text.startswith(("{", "```json")):
         assert shown, "text that cannot be an untagged call is not held to the end"
 
 
