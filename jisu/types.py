@@ -103,7 +103,7 @@ class SamplingParams:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF; set by structured-output requests
-    grammar_trigger: str | None = None  # lazy grammar: it applies once this text appears
+    grammar_trigger: str | None = None  # lazy grammar: it applies once the text matches this regex
     ignore_eos: bool = False  # keep going past end-of-turn (benchmarks want fixed lengths)
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     logprobs: bool = False  # report each token's logprob (TokenLogprob); off, it costs nothing

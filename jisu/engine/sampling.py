@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import random
-import re
 from collections import Counter, deque
 from typing import Sequence
 
@@ -294,11 +293,12 @@ def _exact_shortlist(params: SamplingParams) -> int:
 
 
 def grammar_sampler(vocab: C.llama_vocab_p, grammar: str, trigger: str | None = None) -> C.llama_sampler_p:
-    """A grammar sampler; with a trigger it stays inactive until the trigger text appears."""
+    """A grammar sampler; with a trigger (a regular expression, ECMAScript) it stays inactive
+    until the text written so far matches it, and applies from its first capture group on."""
     if trigger is None:
         sampler = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
     else:
-        patterns = (ctypes.c_char_p * 1)(re.escape(trigger).encode())
+        patterns = (ctypes.c_char_p * 1)(trigger.encode())
         sampler = C.llama_sampler_init_grammar_lazy_patterns(
             vocab, grammar.encode(), b"root", patterns, 1, None, 0)
     if not sampler:

@@ -1,7 +1,8 @@
 """One chat request's output plan: the grammar, its trigger, the tools the template lists.
 
-For `tool_choice: auto` the grammar is lazy: the model writes freely until it opens a
-`<tool_call>`, and from there on must finish a well-formed call. When JSON is also required,
+For `tool_choice: auto` the grammar is lazy: the model writes freely until it opens a call,
+with a `<tool_call>` tag or as an answer that starts as an untagged call's JSON, and from there
+on must finish well-formed calls whose arguments fit the schema. When JSON is also required,
 the answer is either calls or the JSON document, from its first token on.
 """
 
@@ -12,12 +13,13 @@ from typing import Any
 
 from jisu.engine.grammar import GrammarBuilder, schema_grammar
 from jisu.structured.response_format import read_response_format, schema_instruction
-from jisu.structured.tool_calls import TOOL_CALL_OPEN
 from jisu.structured.tools import (
     CALL_PROPERTY_ORDER,
-    add_tool_calls_rule,
+    add_call_rule,
+    call_trigger,
     read_tool_choice,
     read_tools,
+    tagged_calls,
 )
 
 
@@ -28,7 +30,7 @@ class OutputPlan:
     tools_for_template: list[dict[str, Any]] | None = None
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # offered: name -> parameters schema
     grammar: str | None = None
-    lazy_trigger: str | None = None  # the grammar applies from this text on
+    lazy_trigger: str | None = None  # the grammar applies once this pattern matches (tools.call_trigger)
     schema_instruction: str | None = None  # appended to the system prompt
 
 
@@ -51,13 +53,16 @@ def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, An
     allowed = functions if choice in ("auto", "required") else [f for f in functions if f["name"] == choice]
     plan.functions = {f["name"]: f["parameters"] for f in functions}
     builder = GrammarBuilder(property_order=CALL_PROPERTY_ORDER)
-    calls = add_tool_calls_rule(builder, allowed)
+    call = add_call_rule(builder, allowed)
+    calls = tagged_calls(call)
     if choice == "auto" and wants_json:
         json_rule = builder.add_schema(answer_schema, "answer", "response_format")
         root = f"root ::= {calls} | {json_rule}"
+    elif choice == "auto":
+        # From the trigger on: tagged calls, or the one untagged call, closing its fence if any.
+        root = f'root ::= {calls} | {call} ([ \\n]* "```")?'
+        plan.lazy_trigger = call_trigger(allowed)
     else:
         root = f"root ::= {calls}"
-        if choice == "auto":
-            plan.lazy_trigger = TOOL_CALL_OPEN
     plan.grammar = builder.build(root)
     return plan

@@ -49,12 +49,32 @@ def read_tool_choice(tool_choice: str | dict[str, Any] | None, functions: list[d
     raise InvalidRequest("tool_choice must be none, auto, required or {\"type\": \"function\", ...}", "tool_choice")
 
 
-def add_tool_calls_rule(builder: GrammarBuilder, functions: list[dict[str, Any]]) -> str:
-    """A GBNF expression for one or more `<tool_call>` blocks, each calling one of `functions`
-    with arguments valid against its parameters; `builder` orders properties by CALL_PROPERTY_ORDER."""
-    call_rule = builder.add_schema({"oneOf": [_call_schema(f) for f in functions]}, "call", "tools")
+def add_call_rule(builder: GrammarBuilder, functions: list[dict[str, Any]]) -> str:
+    """The GBNF rule of one call's JSON, `{"name", "arguments"}`, calling one of `functions` with
+    arguments valid against its parameters; `builder` orders properties by CALL_PROPERTY_ORDER."""
+    return builder.add_schema({"oneOf": [_call_schema(f) for f in functions]}, "call", "tools")
+
+
+def tagged_calls(call_rule: str) -> str:
+    """A GBNF expression for one or more calls, each in Qwen's `<tool_call>` tags."""
     return (f'"{TOOL_CALL_OPEN}\\n" {call_rule} "\\n{TOOL_CALL_CLOSE}" '
             f'("\\n{TOOL_CALL_OPEN}\\n" {call_rule} "\\n{TOOL_CALL_CLOSE}")*')
+
+
+def call_trigger(functions: list[dict[str, Any]]) -> str:
+    """The pattern (ECMAScript, searched in the answer so far, as llama.cpp's lazy grammars do)
+    of the moment an answer has become a call: a `<tool_call>` tag anywhere, or an answer that
+    opens, bare or in a json fence, as `{"name": "<an offered function>", "arguments"` (small
+    models often call so). A JSON answer the user asked for starts that way only if it is such
+    a call itself. The grammar takes over from the first capture group.
+
+    llama.cpp replays the text from there into the grammar, and aborts the process if the
+    grammar refuses it: so the untagged opening allows exactly the grammar's spacing (compact,
+    no newlines) and must end the text so far (`$`); an answer that never fits is read after
+    the fact (tool_calls.py). Whitespace runs are bounded to keep std::regex's recursion short."""
+    names = "|".join(re.escape(f["name"]) for f in functions)
+    untagged = rf'^\s{{0,8}}(?:```(?:json)?\s{{0,8}})?(\{{ ?"name" ?: ?"(?:{names})", ?"arguments(?:" ?:?)?)$'
+    return f"({re.escape(TOOL_CALL_OPEN)})|{untagged}"
 
 
 def _call_schema(function: dict[str, Any]) -> dict[str, Any]:

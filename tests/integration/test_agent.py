@@ -145,6 +145,25 @@ def test_auto_tool_choice_answers_small_talk_without_a_call(client, model):
     assert message.tool_calls is None and message.content
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_tool_choice_reads_a_call_the_model_writes_without_tags(client, model, stream):
+    """The stand-in opens its call as bare JSON rather than with `<tool_call>`: from that opening
+    llama.cpp's lazy grammar holds it to the schema, and the client gets a call, never the JSON."""
+    request = dict(model=model, tools=[WEATHER_TOOL], tool_choice="auto", temperature=0, max_tokens=60,
+                   messages=[{"role": "user", "content": "What's the weather like in Paris right now?"}])
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **request))
+        deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+        content = "".join(delta.content or "" for delta in deltas)
+        calls = [call for delta in deltas for call in (delta.tool_calls or [])]
+    else:
+        message = client.chat.completions.create(**request).choices[0].message
+        content, calls = message.content or "", message.tool_calls or []
+    assert not content, "a call's JSON is never shown as text"
+    assert [call.function.name for call in calls] == ["get_weather"]
+    jsonschema.validate(json.loads(calls[0].function.arguments), WEATHER_TOOL["function"]["parameters"])
+
+
 def planted_document(tokens_wanted: int) -> tuple[str, str]:
     fact = "The secret launch code of the Nebula project is 7-4-1-9-PLUM."
     filler = [f"Section {i}. The committee reviewed routine matters of budget, staffing and weather "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 
 import pytest
@@ -81,9 +82,36 @@ def test_invalid_response_formats_are_refused_naming_the_field(response_format, 
 
 def test_tools_auto_uses_a_lazy_grammar_triggered_by_tool_call():
     plan = plan_output(None, [WEATHER], "auto")
-    assert plan.lazy_trigger == "<tool_call>"
+    assert re.search(plan.lazy_trigger, "Let me check. <tool_call>").group(1) == "<tool_call>"
     assert plan.tools_for_template == [WEATHER] and plan.functions == FUNCTIONS
     assert '"\\"get_weather\\""' in plan.grammar
+
+
+# llama.cpp reads the trigger as an ECMAScript regex; Python's re means the same for these constructs.
+@pytest.mark.parametrize("so_far", [
+    '{"name": "get_weather", "arguments',
+    '{"name":"get_weather","arguments":',
+    '```json\n{"name": "get_weather", "arguments"',
+])
+def test_an_answer_opening_as_an_untagged_call_triggers_the_call_grammar(so_far):
+    """Small models write their call without the tags; from its opening on, the grammar holds
+    the call to its schema (and ends the answer with it), from the `{` the trigger captures."""
+    plan = plan_output(None, [WEATHER], "auto")
+    match = re.search(plan.lazy_trigger, so_far)
+    assert match and so_far[so_far.index("{"):] == next(group for group in match.groups() if group)
+    root = next(line for line in plan.grammar.splitlines() if line.startswith("root ::="))
+    assert "| call " in root, "from the trigger on: tagged calls, or one untagged call"
+
+
+@pytest.mark.parametrize("so_far", [
+    '{"name": "Alice", "arguments"',  # a JSON answer that is no call to an offered function
+    '{"name": "get_weather", "description"',  # naming the function, yet no call
+    'Call it so: {"name": "get_weather", "arguments"',  # not the answer's opening
+    '{\n  "name": "get_weather",\n  "arguments"',  # spacing the grammar would refuse: read afterwards
+    '{"name": "get_weather", "arguments": {"',  # the text so far has gone past the trigger
+])
+def test_other_openings_leave_the_answer_free(so_far):
+    assert re.search(plan_output(None, [WEATHER], "auto").lazy_trigger, so_far) is None
 
 
 def test_tools_required_and_named_are_not_lazy():
