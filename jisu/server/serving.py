@@ -15,6 +15,7 @@ from jisu.server.metrics import Metrics
 from jisu.server.protocol import ChatCompletionRequest, CompletionRequest
 from jisu.structured.plan import OutputPlan, plan_output
 from jisu.structured.response_format import with_schema_instruction
+from jisu.structured.tools import with_tool_result_note
 from jisu.types import (
     ChatMessage,
     Event,
@@ -83,6 +84,7 @@ class Serving:
                              endpoint: str) -> PreparedRequest:
         """A chat through the template, the answer constrained as `plan` says."""
         messages = with_schema_instruction(messages, plan.schema_instruction)
+        messages = with_tool_result_note(messages, plan.tool_result_note)
         sampling.grammar, sampling.grammar_trigger = plan.grammar, plan.lazy_trigger
         prompt = self.runtime.prepare_chat(messages, sampling, plan.tools_for_template)
         return PreparedRequest(prompt, endpoint, plan.functions)

@@ -15,6 +15,7 @@ from jisu.engine.grammar import GrammarBuilder, schema_grammar
 from jisu.structured.response_format import read_response_format, schema_instruction
 from jisu.structured.tools import (
     CALL_PROPERTY_ORDER,
+    TOOL_RESULT_NOTE,
     add_call_rule,
     call_trigger,
     read_tool_choice,
@@ -32,6 +33,7 @@ class OutputPlan:
     grammar: str | None = None
     lazy_trigger: str | None = None  # the grammar applies once this pattern matches (tools.call_trigger)
     schema_instruction: str | None = None  # appended to the system prompt
+    tool_result_note: str | None = None  # follows a conversation that ends with tool results
 
 
 def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, Any]] | None,
@@ -44,6 +46,8 @@ def plan_output(response_format: dict[str, Any] | None, tools: list[dict[str, An
     if json_schema is not None:
         plan.schema_instruction = schema_instruction(json_schema)
     answer_schema = json_schema if json_schema is not None else {"type": "object"}  # json_object: any object
+    if not wants_json and choice in ("auto", "none"):  # the answer may be text, not a call
+        plan.tool_result_note = TOOL_RESULT_NOTE
     if choice == "none" or not functions:
         if wants_json:
             plan.grammar = schema_grammar(answer_schema)

@@ -1,4 +1,5 @@
-"""OpenAI's `tools` and `tool_choice`, checked, and the grammar of the calls the model may write."""
+"""OpenAI's `tools` and `tool_choice`, checked; the grammar of the calls the model may write; the
+note that follows tool results."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from typing import Any
 
 from jisu.engine.grammar import GrammarBuilder, check_schema
 from jisu.structured.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
-from jisu.types import InvalidRequest
+from jisu.types import ChatMessage, InvalidRequest
 
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 CALL_PROPERTY_ORDER = ("name", "arguments")  # as Qwen writes a call; a GrammarBuilder option
+# After tool results, the 0.5B models tend to call the same function again (or echo the call as
+# text) rather than answer; this note, read last, makes them answer far more often while a step
+# still to be done gets its own call (README: Tool calls, benchmarks/bench_tools.py).
+TOOL_RESULT_NOTE = ("The function results are above. Answer the user with them, in plain language. "
+                    "Do not call the same function again.")
 
 
 def read_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -81,3 +87,10 @@ def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object",
             "properties": {"name": {"const": function["name"]}, "arguments": function["parameters"]},
             "required": ["name", "arguments"], "additionalProperties": False}
+
+
+def with_tool_result_note(messages: list[ChatMessage], note: str | None) -> list[ChatMessage]:
+    """The conversation with `note` as a system turn after it, when it ends with tool results."""
+    if not note or not messages or messages[-1].role != "tool":
+        return messages
+    return [*messages, ChatMessage("system", note)]

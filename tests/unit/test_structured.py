@@ -17,6 +17,7 @@ from jisu.server.app import create_app
 from jisu.structured.plan import plan_output
 from jisu.structured.response_format import with_schema_instruction
 from jisu.structured.tool_calls import ToolCallStream, split_tool_calls
+from jisu.structured.tools import TOOL_RESULT_NOTE, with_tool_result_note
 from jisu.types import ChatMessage, InvalidRequest
 
 WEATHER = {"type": "function", "function": {
@@ -112,6 +113,18 @@ def test_an_answer_opening_as_an_untagged_call_triggers_the_call_grammar(so_far)
 ])
 def test_other_openings_leave_the_answer_free(so_far):
     assert re.search(plan_output(None, [WEATHER], "auto").lazy_trigger, so_far) is None
+
+
+def test_a_conversation_ending_with_tool_results_gets_the_note_when_the_answer_may_be_text():
+    result = [ChatMessage("user", "weather?"), ChatMessage("assistant", "", tool_calls=[
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]),
+        ChatMessage("tool", '{"temp_c": 21}', tool_call_id="c1")]
+    for choice in ("auto", "none"):
+        note = plan_output(None, [WEATHER], choice).tool_result_note
+        assert with_tool_result_note(result, note) == [*result, ChatMessage("system", TOOL_RESULT_NOTE)]
+    assert with_tool_result_note(result[:1], TOOL_RESULT_NOTE) == result[:1], "only after tool results"
+    assert plan_output(None, [WEATHER], "required").tool_result_note is None, "a call must follow"
+    assert plan_output({"type": "json_object"}, [WEATHER], "auto").tool_result_note is None, "JSON must follow"
 
 
 def test_tools_required_and_named_are_not_lazy():
@@ -268,6 +281,7 @@ def test_tool_history_reaches_the_model_as_qwen_writes_it(tool_client):
     earlier_call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     assert "assistant\n" + earlier_call in prompt, "the call is rendered with its arguments as an object"
     assert prompt.index(earlier_call) < prompt.index('user\n<tool_response>\n{"temp_c": 21}\n</tool_response>')
+    assert TOOL_RESULT_NOTE in prompt[prompt.index("</tool_response>"):], "after the result, the note to answer"
     assert "# Tools" not in prompt, "tool_choice none lists no tools"
     choice = response.json()["choices"][0]
     assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"], \
