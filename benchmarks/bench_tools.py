@@ -11,12 +11,13 @@ only those that need a call (it cannot answer in text). Each case is scored for:
   text (JSON naming an offered tool, which a client shows its user as it is);
 - the right tool, and arguments valid against its schema;
 - key values, where the case names them: the arguments' (the city, the currency codes); in a
-  text answer, the figure from the tool's result, or the keys of the JSON object asked for.
+  text answer, the figure from the tool's result (a result echoed back as JSON is no answer),
+  or the keys of the JSON object asked for.
 
 A case scores when every check that applies to it passes.
 
     .venv/bin/python benchmarks/bench_tools.py [--model PATH] [--rounds 1] [--only auto|required]
-                                               [--json results.json]
+                                               [--json results.json] [--parallel 1]
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ def main() -> None:
     parser.add_argument("--only", choices=MODES, help="one tool_choice mode only")
     parser.add_argument("--json", type=Path, help="write every case's outcome to this file")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parallel", type=int, default=4, help="answers generated at once")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="answers generated at once (1: the same figures every run; batches change the last bits)")
     options = parser.parse_args()
     model_path = standin_path(options.model)
     tools, cases = load_suite()
