@@ -19,6 +19,7 @@ from fakes import FakeEngine
 from jisu.config import EngineConfig
 from jisu.engine.protocol import BatchSlice, Engine, EngineError, StepInterrupted, TokenSampler, Tokenizer
 from jisu.engine.template import Segment
+from jisu.structured.plan import plan_output
 from jisu.types import InvalidRequest, SamplingParams
 
 GREEDY = SamplingParams(temperature=0)
@@ -226,6 +227,15 @@ def test_grammars_are_checked_before_generation(engine):
     for broken in ('answer ::= "yes"', 'root ::= ("yes"', 'root ::= "yes'):
         with pytest.raises(InvalidRequest):
             engine.check_grammar(broken)
+
+
+def test_the_tool_call_trigger_is_a_pattern_the_engine_accepts(engine):
+    """tool_choice auto's trigger is a regular expression llama.cpp compiles (std::regex); one it
+    could not compile would abort the process, not raise."""
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    plan = plan_output(None, [weather, {"type": "function", "function": {"name": "get.time-zone"}}], "auto")
+    engine.check_grammar(plan.grammar, trigger=plan.lazy_trigger)
 
 
 @pytest.mark.parametrize("text", ["Hello, world", "你好，世界！", "tabs\tand\nlines", "emoji 🙂 ok"])
