@@ -6,7 +6,8 @@ follow each function's parameter schema), so what comes back parses by construct
 here knows about HTTP: the server and the CLI use it alike.
 
 - `response_format.py`  reading OpenAI's `response_format`; the schema instruction the model reads
-- `tools.py`            reading `tools` and `tool_choice`; the grammar of a `<tool_call>` block
+- `tools.py`            reading `tools` and `tool_choice`; the grammar of a call, tagged or not, and
+                        the pattern that starts it; the note that follows tool results
 - `plan.py`             `plan_output`: both of the above combined into one `OutputPlan`
 - `tool_calls.py`       the model's answer back into OpenAI tool calls, whole or streamed
 
