@@ -32,6 +32,7 @@ from jisu.server.protocol import (
     Temperature,
     TopK,
     TopP,
+    top_logprobs_only_with_logprobs,
 )
 from jisu.types import (
     MAX_SEED,
@@ -193,9 +194,7 @@ class _OllamaRequest(BaseModel):
     @field_validator("top_logprobs")
     @classmethod
     def only_with_logprobs(cls, top_logprobs: int | None, info: ValidationInfo) -> int | None:
-        if top_logprobs is not None and info.data.get("logprobs") is not True:
-            raise ValueError("only allowed with logprobs: true")
-        return top_logprobs
+        return top_logprobs_only_with_logprobs(top_logprobs, info)
 
     @field_validator("template")
     @classmethod

@@ -80,6 +80,13 @@ def _refused(why: str, *harmless: Any) -> Any:
     return Annotated[Any, AfterValidator(check), Field(description=description)]
 
 
+
+def top_logprobs_only_with_logprobs(top_logprobs: int | None, info: ValidationInfo) -> int | None:
+    """top_logprobs' validator, for OpenAI's chat and Ollama's requests alike."""
+    if top_logprobs is not None and info.data.get("logprobs") is not True:
+        raise ValueError("only allowed with logprobs: true")
+    return top_logprobs
+
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -235,9 +242,7 @@ class ChatCompletionRequest(_SamplingFields):
     @field_validator("top_logprobs")
     @classmethod
     def only_with_logprobs(cls, top_logprobs: int | None, info: ValidationInfo) -> int | None:
-        if top_logprobs is not None and info.data.get("logprobs") is not True:
-            raise ValueError("only allowed with logprobs: true")
-        return top_logprobs
+        return top_logprobs_only_with_logprobs(top_logprobs, info)
 
     def answer_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -58,9 +58,14 @@ def prompt(engine: Engine, text: str = "Hello, world. How are you?") -> list[int
 def next_greedy_token(engine: Engine, seq_id: int, tokens: list[int], start: int = 0) -> int:
     """Run tokens[start:] into sequence `seq_id` and pick the next token greedily."""
     [row] = engine.decode([BatchSlice(seq_id, tokens[start:], start, True)])
+    return greedy_pick(engine, tokens, row)
+
+
+def greedy_pick(engine: Engine, tokens: list[int], logits) -> int:
+    """The greedy choice from a logits row or a kept copy, by a sampler made for `tokens`."""
     sampler = engine.new_sampler(GREEDY, tokens)
     try:
-        return sampler.sample(row)
+        return sampler.sample(logits)
     finally:
         sampler.close()
 
@@ -86,14 +91,6 @@ def test_a_sampler_picks_a_token_of_the_vocabulary(fresh):
     sampler = fresh.new_sampler(GREEDY, prompt(fresh))
     assert isinstance(sampler, TokenSampler)
     sampler.close()
-
-
-def greedy_pick(engine: Engine, tokens: list[int], logits) -> int:
-    sampler = engine.new_sampler(GREEDY, tokens)
-    try:
-        return sampler.sample(logits)
-    finally:
-        sampler.close()
 
 
 def test_kept_logits_outlive_later_steps_and_sample_like_their_row(fresh):
