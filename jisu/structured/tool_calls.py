@@ -49,12 +49,11 @@ def split_tool_calls(text: str, functions: Mapping[str, dict[str, Any]]) -> tupl
 def _read_call(block: str, functions: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
     """One call's JSON as an OpenAI tool call; None unless it names an offered function.
     (Inside `<tool_call>` tags the grammar has already held the arguments to the schema.)"""
-    try:
-        call = json.loads(block)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(call, dict) or call.get("name") not in functions \
-            or not isinstance(call.get("arguments", {}), dict):
+    return _tool_call(_json_object(block), functions)
+
+
+def _tool_call(call: dict[str, Any] | None, functions: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if call is None or call.get("name") not in functions or not isinstance(call.get("arguments", {}), dict):
         return None
     return {
         "id": f"call_{uuid.uuid4().hex[:24]}",
@@ -67,19 +66,21 @@ def _bare_call(text: str, functions: Mapping[str, dict[str, Any]]) -> dict[str, 
     """The call a whole answer makes without the tags: exactly {"name", "arguments"}, naming an
     offered function, with arguments its parameters' schema accepts (no grammar held them)."""
     match = BARE_CALL.fullmatch(text)
-    if not match or not functions:
-        return None
-    try:
-        document = json.loads(match.group(1))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(document, dict) or set(document) != {"name", "arguments"} \
-            or document["name"] not in functions:
+    document = _json_object(match.group(1)) if match and functions else None
+    if document is None or set(document) != {"name", "arguments"} or document["name"] not in functions:
         return None
     schema = functions[document["name"]]
     if not jsonschema.validators.validator_for(schema)(schema).is_valid(document["arguments"]):
         return None
-    return _read_call(match.group(1), functions)
+    return _tool_call(document, functions)
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _may_become_bare_call(text: str) -> bool:
