@@ -80,12 +80,12 @@ def _refused(why: str, *harmless: Any) -> Any:
     return Annotated[Any, AfterValidator(check), Field(description=description)]
 
 
-
 def top_logprobs_only_with_logprobs(top_logprobs: int | None, info: ValidationInfo) -> int | None:
     """top_logprobs' validator, for OpenAI's chat and Ollama's requests alike."""
     if top_logprobs is not None and info.data.get("logprobs") is not True:
         raise ValueError("only allowed with logprobs: true")
     return top_logprobs
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
