@@ -11,6 +11,7 @@ import pytest
 
 from jisu.models.store import sha256_of
 from live_server import launched_server
+from streams import wait_until
 
 TEXTS = [
     "What is the capital of France?",
@@ -99,6 +100,9 @@ def test_request_ids_reach_the_client_and_the_server_log(server, client):
     assert re.fullmatch(r"req_[0-9a-f]{24}", answer._request_id)
     mine = client.with_options(default_headers={"X-Request-Id": "trace-from-my-app-7"}).models.list()
     assert mine._request_id == "trace-from-my-app-7"
-    log = server.log()
-    assert re.search(rf'"POST /v1/chat/completions" 200 \S+ {answer._request_id}$', log, re.M), log[-2000:]
-    assert re.search(r'"GET /v1/models" 200 \S+ trace-from-my-app-7$', log, re.M), log[-2000:]
+    # The server writes a request's log line once the response has gone out: the client may
+    # read the response before the line reaches the log.
+    expected = [rf'"POST /v1/chat/completions" 200 \S+ {answer._request_id}$',
+                r'"GET /v1/models" 200 \S+ trace-from-my-app-7$']
+    wait_until(lambda: all(re.search(line, server.log(), re.M) for line in expected),
+               "both requests' lines, with their ids, in the server log", describe=lambda: server.log()[-2000:])
