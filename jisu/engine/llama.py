@@ -29,7 +29,7 @@ from jisu.types import SamplingParams
 KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
 MADV_DONTNEED = 4
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-LARGE_ALLOCATION_BYTES = 1 << 20
+LARGE_ALLOCATION_BYTES = 512 << 10  # below a kept logits row (151,936 floats: 0.6 MB)
 
 
 _backend_lock = threading.Lock()
@@ -52,12 +52,13 @@ def init_backend() -> None:
 
 
 def _map_large_allocations() -> None:
-    """Give every allocation of 1 MiB or more its own mapping, returned to the OS when freed.
+    """Give every allocation of 512 KiB or more its own mapping, returned to the OS when freed.
 
     A saved conversation (save_sequence) is megabytes of bytes, made and freed all day long
     in varying sizes. glibc raises its mmap threshold after each such free, so later ones
     come from the heap and fragment it: in a 30-minute soak RSS crept up by ~8% where it
-    should be flat (bench_soak.py; flat within 1% with this). No-op outside glibc."""
+    should be flat (bench_soak.py; flat within 1% with this). A prompt's kept logits (0.6 MB,
+    see PromptEnd) are one such size too. No-op outside glibc."""
     try:
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)
     except (AttributeError, OSError):
