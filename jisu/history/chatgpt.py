@@ -54,7 +54,7 @@ def _read_conversation(item: dict[str, Any]) -> ImportedConversation:
         raise ValueError('"mapping" must be an object')
     kept: dict[str, ImportedMessage] = {}
     for node_id, node in mapping.items():
-        message = _read_node(node_id, node, _number(item.get("create_time")))
+        message = _read_node(node_id, node, mapping, _number(item.get("create_time")))
         if message is not None:
             kept[node_id] = message
     # Attach each kept message to its nearest kept ancestor, in creation order.
@@ -75,13 +75,13 @@ def _read_conversation(item: dict[str, Any]) -> ImportedConversation:
         messages=tuple(messages), active_leaf_id=active_leaf_id)
 
 
-def _read_node(node_id: str, node: Any, default_time: float | None) -> ImportedMessage | None:
+def _read_node(node_id: str, node: Any, mapping: dict[str, Any], default_time: float | None) -> ImportedMessage | None:
     """The node's message as jisu keeps it, or None when there is nothing to show."""
     if not isinstance(node, dict):
         raise ValueError(f"node {node_id[:60]!r} must be an object")
     parent = node.get("parent")
-    if parent is not None and not isinstance(parent, str):
-        raise ValueError(f"node {node_id[:60]!r}: \"parent\" must be a node id")
+    if parent is not None and (not isinstance(parent, str) or parent not in mapping):
+        raise ValueError(f"node {node_id[:60]!r} has parent {str(parent)[:60]!r}, which is not in the mapping")
     message = node.get("message")
     if message is None:
         return None
@@ -126,8 +126,6 @@ def _kept_ancestor(mapping: dict[str, Any], node_id: str, kept: dict[str, Import
     seen = {node_id}
     parent = mapping[node_id].get("parent")
     while parent is not None:
-        if parent not in mapping:
-            raise ValueError(f"node {node_id[:60]!r} has parent {parent[:60]!r}, which is not in the mapping")
         if parent in kept:
             return parent
         if parent in seen:
