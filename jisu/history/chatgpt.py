@@ -75,7 +75,8 @@ def _read_conversation(item: dict[str, Any]) -> ImportedConversation:
         messages=tuple(messages), active_leaf_id=active_leaf_id)
 
 
-def _read_node(node_id: str, node: Any, mapping: dict[str, Any], default_time: float | None) -> ImportedMessage | None:
+def _read_node(node_id: str, node: Any, mapping: dict[str, Any],
+               default_time: float | None) -> ImportedMessage | None:
     """The node's message as jisu keeps it, or None when there is nothing to show."""
     if not isinstance(node, dict):
         raise ValueError(f"node {node_id[:60]!r} must be an object")

@@ -82,7 +82,11 @@ class Database:
             if connection.in_transaction:  # an error escaped mid-transaction: never hand it on
                 connection.rollback()
             with self._lock:
-                self._idle.append(connection)
+                keep = not self._closed
+                if keep:
+                    self._idle.append(connection)
+            if not keep:  # the store was closed while this thread used it
+                connection.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -100,7 +100,8 @@ def _parse_json(data: bytes | str) -> Any:
 def _read_jisu(document: dict[str, Any]) -> list[ImportedConversation]:
     kind, version = document.get("format"), document.get("version")
     if kind not in (FORMAT_ONE, FORMAT_ALL):
-        raise HistoryImportError(f"unknown format {str(kind)[:60]!r}: jisu reads {FORMAT_ONE!r} and {FORMAT_ALL!r}")
+        raise HistoryImportError(f"unknown format {str(kind)[:60]!r}: jisu reads {FORMAT_ONE!r} "
+                                 f"and {FORMAT_ALL!r}")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise HistoryImportError(f"{kind}: \"version\" must be a whole number from 1")
     if version > FORMAT_VERSION:
@@ -111,7 +112,8 @@ def _read_jisu(document: dict[str, Any]) -> list[ImportedConversation]:
     conversations = document.get("conversations")
     if not isinstance(conversations, list):
         raise HistoryImportError(f"{FORMAT_ALL}: \"conversations\" must be a list")
-    return [_read_jisu_conversation(item, f"conversation {number}") for number, item in enumerate(conversations, 1)]
+    return [_read_jisu_conversation(item, f"conversation {number}")
+            for number, item in enumerate(conversations, 1)]
 
 
 def _read_jisu_conversation(item: Any, where: str) -> ImportedConversation:

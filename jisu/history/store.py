@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jisu.config import jisu_home
-from jisu.history import formats, search
+from jisu.history import formats
 from jisu.history.db import DEFAULT_BUSY_TIMEOUT_S, Database
 from jisu.history.errors import AnswerNotStreaming, ConversationNotFound, MessageNotFound, SchemaError
 from jisu.history.ids import native_source_key, new_conversation_id, new_message_id
@@ -29,6 +29,7 @@ from jisu.history.records import (
     COMPLETE, CUT_SHORT, MESSAGE_ROLES, STREAMING, AnswerStats, Conversation, ConversationSummary,
     ConversationTree, ImportedConversation, ImportResult, Message, Page, SearchHit, Siblings,
 )
+from jisu.history.search import matching_conversations, query_terms, snippet
 from jisu.history.tree import Tree
 
 HISTORY_FILE = "history.db"
@@ -79,6 +80,7 @@ class ConversationStore:
     # Conversations
 
     def create_conversation(self, user: str, *, title: str = "", system: str | None = None) -> Conversation:
+        _check_title(title)
         conversation_id = new_conversation_id()
         now = self._clock()
         with self._db.write() as connection:
@@ -108,6 +110,8 @@ class ConversationStore:
                             system: str | None = UNCHANGED) -> Conversation:
         """Set the title and/or the system prompt (None removes it); the rest is left as it is."""
         changes = {name: value for name, value in (("title", title), ("system", system)) if value is not UNCHANGED}
+        if "title" in changes:
+            _check_title(title)
         with self._db.write() as connection:
             row = _owned_conversation(connection, user, conversation_id)
             if changes:
@@ -200,7 +204,8 @@ class ConversationStore:
             if not updated:
                 _refuse_answer_write(connection, user, message_id)
             row = connection.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-            connection.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row["conversation_id"]))
+            connection.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
+                               (now, row["conversation_id"]))
             return self._message(row, _siblings(connection, row))
 
     def recover(self) -> int:
@@ -209,7 +214,8 @@ class ConversationStore:
         streaming, and any that says so was being written when a process died. Not done on
         every open, since another process (a CLI opened on the file) may be recording."""
         with self._db.write() as connection:
-            return connection.execute("UPDATE messages SET state = ? WHERE state = ?", (CUT_SHORT, STREAMING)).rowcount
+            return connection.execute("UPDATE messages SET state = ? WHERE state = ?",
+                                      (CUT_SHORT, STREAMING)).rowcount
 
     # Search
 
@@ -218,11 +224,11 @@ class ConversationStore:
         space separates words), most recently updated first, each with a snippet of the latest
         matching message. Inactive branches are searched too: switch_branch(hit.message_id)."""
         _check_page(limit, offset)
-        terms = search.query_terms(query)
+        terms = query_terms(query)
         if not terms:
             return Page(items=(), total=0, limit=limit, offset=offset)
         with self._db.read() as connection:
-            matches = search.matching_conversations(connection, user, terms)
+            matches = matching_conversations(connection, user, terms)
             hits = []
             for conversation_seq, message_seq in matches[offset:offset + limit]:
                 conversation = connection.execute("SELECT * FROM conversations WHERE seq = ?",
@@ -232,7 +238,7 @@ class ConversationStore:
                 hits.append(SearchHit(
                     conversation=_summary(conversation),
                     message_id=message["id"] if message else None,
-                    snippet=search.snippet(message["content"] if message else conversation["title"], terms)))
+                    snippet=snippet(message["content"] if message else conversation["title"], terms)))
         return Page(items=tuple(hits), total=len(matches), limit=limit, offset=offset)
 
     # Export and import
@@ -321,6 +327,11 @@ class ConversationStore:
         return ConversationTree(conversation=_summary(row), source_key=row["source_key"], messages=messages)
 
 
+def _check_title(title: object) -> None:
+    if not isinstance(title, str):
+        raise ValueError(f"a title is a string (empty for none), not {type(title).__name__}")
+
+
 def _check_page(limit: int, offset: int) -> None:
     if limit < 1 or offset < 0:
         raise ValueError(f"a page needs limit >= 1 and offset >= 0 (got limit {limit}, offset {offset})")
@@ -342,15 +353,19 @@ def _messages_of(connection: sqlite3.Connection, conversation_id: str) -> tuple[
 
 
 def _siblings(connection: sqlite3.Connection, row: sqlite3.Row) -> Siblings:
+    # By conversation: SQLite would pick the parent_id index, where a first message's siblings
+    # (parent NULL) are found among the first messages of every conversation in the file.
     ids = tuple(sibling[0] for sibling in connection.execute(
-        "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ? ORDER BY seq",
+        "SELECT id FROM messages INDEXED BY messages_by_conversation WHERE conversation_id = ? AND parent_id IS ? "
+        "ORDER BY seq",
         (row["conversation_id"], row["parent_id"])))
     return Siblings(ids=ids, index=ids.index(row["id"]))
 
 
 def _summary(row: sqlite3.Row) -> ConversationSummary:
-    return ConversationSummary(id=row["id"], title=row["title"], system=row["system"], created_at=row["created_at"],
-                               updated_at=row["updated_at"], active_leaf_id=row["active_leaf_id"])
+    return ConversationSummary(id=row["id"], title=row["title"], system=row["system"],
+                               created_at=row["created_at"], updated_at=row["updated_at"],
+                               active_leaf_id=row["active_leaf_id"])
 
 
 def _refuse_answer_write(connection: sqlite3.Connection, user: str, message_id: str) -> None:

@@ -75,6 +75,8 @@ def test_a_conversation_is_created_listed_renamed_and_deleted(store):
     assert (renamed.title, renamed.system) == ("Renamed", "Answer in French.")
     assert store.list_conversations(USER).items[0].id == first.id, "a change moves it to the top"
     assert store.update_conversation(USER, first.id, system=None).system is None
+    with pytest.raises(ValueError, match="title"):
+        store.update_conversation(USER, first.id, title=None)
 
     store.delete_conversation(USER, first.id)
     with pytest.raises(ConversationNotFound):
