@@ -147,7 +147,7 @@ export class DeviceEngine {
       signal.throwIfAborted();
     }
     this.wllama = wllama;
-    this.report("ready", { threads, backend, notices, name: manifest.name, quant: manifest.quant }, signal);
+    this.report("ready", { threads, backend, notices, name: manifest.name, quant: manifest.quant, contextSize: CONTEXT_TOKENS }, signal);
   }
 
   /** Free the model (switching back to the server): the page then holds no ~0.7 GB for it. */
