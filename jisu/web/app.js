@@ -3,8 +3,10 @@
 // is in store.js; everything here is glue.
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
+import { draw as drawAttachments } from "./attachments.js";
 import { backend, initBackend, mode, redrawBackend, startDevice, startBackend } from "./backend.js";
 import * as chat from "./chat.js";
+import { draw as drawGauge, refreshGauge } from "./context-gauge.js";
 import { initFallbackNote, showFallbackNote } from "./fallback-note.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
 import { fillIcons, icon } from "./icons.js";
@@ -39,7 +41,7 @@ async function boot() {
     onChange: onBackendChange,
     onUnauthorized: askForKey,
     onDeviceReady: (info) => {
-      deviceModel = { name: info.name, quantization: info.quant, onDevice: true };
+      deviceModel = { name: info.name, quantization: info.quant, onDevice: true, context_size: info.contextSize };
       showModel();
       backend.prime(chat.currentConversation()?.system);
     },
@@ -158,6 +160,7 @@ function showModel() {
   byId("model-info").title = shown?.onDevice ? t("modelOnDevice")
     : shown ? `${shown.id} · ${t("contextSize", { n: shown.context_size })}` : "";
   showFallbackNote(shown);
+  chat.setContextSize(shown?.context_size); // the gauge and the file checks measure against it
   document.title = shown ? `${shown.name} · ${t("appTitle")}` : t("appTitle");
 }
 
@@ -181,6 +184,7 @@ function setRole(role) {
   conversation.role = role;
   conversation.system = systemFor(role, settings);
   chat.saveConversation(conversation);
+  refreshGauge(0);
   if (role === "custom" && !settings.customPrompt) openSettings(byId("setting-system"));
 }
 
@@ -197,6 +201,8 @@ function switchLang(lang) {
   onConnection(connection);
   redrawBackend();
   chat.renderAll();
+  drawAttachments();
+  drawGauge();
   drawSidebar();
   byId("setting-lang").value = lang;
 }
@@ -262,6 +268,7 @@ function initSettings() {
     if (Number.isFinite(value) && value >= 1) {
       settings.maxTokens = value;
       saveSettings(settings);
+      refreshGauge(); // the room kept for the answer changed
     }
   });
   let saveTimer = 0;
@@ -274,6 +281,7 @@ function initSettings() {
     settings.role = conversation.role;
     saveSettings(settings);
     syncRole();
+    refreshGauge(); // a new chat's count is its system prompt
     clearTimeout(saveTimer);
     saveTimer = setTimeout(() => chat.saveConversation(conversation), 400);
   });

@@ -3,6 +3,7 @@
 // the composer's send/stop state. It keeps no conversation state of its own: chat.js and
 // answer.js say what to show, and the user's actions go back through initMessages' handlers.
 
+import { attachmentChip } from "./attachments.js";
 import { t } from "./i18n.js";
 import { icon, iconButton } from "./icons.js";
 import { copyText, renderMarkdown } from "./render.js";
@@ -94,14 +95,19 @@ function messageElement(message, index, isLastAnswer, generating) {
   const buttons = document.createElement("div");
   buttons.className = "msg-actions";
   if (message.role === "user") {
-    const bubble = document.createElement("div");
-    bubble.className = "bubble";
-    bubble.dataset.testid = "user-text";
-    bubble.textContent = message.content; // user text is shown as typed, never parsed as HTML
-    const edit = iconButton("edit", t("edit"), "edit-message", () => startEdit(item, index, message.content));
+    // Its files as chips, not their text: the model reads them, the reader sees what they were.
+    if (message.attachments?.length) item.append(filesElement(message.attachments));
+    if (message.content) {
+      const bubble = document.createElement("div");
+      bubble.className = "bubble";
+      bubble.dataset.testid = "user-text";
+      bubble.textContent = message.content; // user text is shown as typed, never parsed as HTML
+      item.append(bubble);
+    }
+    const edit = iconButton("edit", t("edit"), "edit-message", () => startEdit(item, index, message));
     edit.disabled = generating;
     buttons.append(edit);
-    item.append(bubble, buttons);
+    item.append(buttons);
     return item;
   }
   const body = item.querySelector(".answer-body");
@@ -170,13 +176,21 @@ function noticeElement(notice) {
   return item;
 }
 
-/** Replace a user message by an editor; saving resends from there, later turns are dropped. */
-function startEdit(item, index, original) {
+function filesElement(attachments) {
+  const files = document.createElement("div");
+  files.className = "msg-files";
+  files.append(...attachments.map((file) => attachmentChip(file)));
+  return files;
+}
+
+/** Replace a user message by an editor; saving resends from there (with the message's files),
+ * later turns are dropped. */
+function startEdit(item, index, message) {
   const area = document.createElement("textarea");
   area.className = "edit-area";
   area.dataset.testid = "edit-input";
   area.setAttribute("aria-label", t("editLabel"));
-  area.value = original;
+  area.value = message.content;
   const row = document.createElement("div");
   row.className = "card-actions";
   row.append(
@@ -184,6 +198,7 @@ function startEdit(item, index, original) {
     button(t("saveAndSend"), "edit-save", () => actions.resend(index, area.value), "btn-primary"),
   );
   item.replaceChildren(area, row);
+  if (message.attachments?.length) item.prepend(filesElement(message.attachments));
   item.classList.add("editing");
   area.addEventListener("keydown", (event) => {
     if (event.key === "Escape") actions.rerender();

@@ -4,10 +4,11 @@
 //
 // Conversation record:
 //   { id, title, createdAt, updatedAt, role: preset key | "custom", system: string,
-//     messages: [ {role: "user", content}
+//     messages: [ {role: "user", content, attachments?: [{name, size, lang, text, tokens, estimated?}]}
 //               | {role: "assistant", content, finish, usage, timings}
 //               | {role: "notice", kind: "trimmed", dropped: [{role, content}]} ] }
-// Notices are shown in the chat but never sent to the model.
+// Notices are shown in the chat but never sent to the model. A user message's `content` is what
+// was typed; its attachments (text files) are sent with it on every turn (attachments.js).
 
 const DB_NAME = "jisu";
 const DB_VERSION = 1;

@@ -47,7 +47,10 @@ export function applyTrim(messages, plan) {
   const notice = {
     role: "notice",
     kind: "trimmed",
-    dropped: dropped.map(({ role, content }) => ({ role, content })),
+    // A dropped message's files are named, not kept: the notice says what went, and is never sent.
+    dropped: dropped.map(({ role, content, attachments }) => ({
+      role, content: [...(attachments || []).map((file) => `[${file.name}]`), content].filter(Boolean).join(" "),
+    })),
   };
   return [notice, ...messages.slice(plan.cut)];
 }
