@@ -22,7 +22,7 @@ from jisu.engine.template import render_chat
 from jisu.models.digest import file_sha256
 from jisu.models.resolve import ResolvedModel
 from jisu.scheduler.loop import Counters, Scheduler
-from jisu.scheduler.request import Request
+from jisu.scheduler.request import CacheOwner, Request
 from jisu.scheduler.turns import ChatTurns
 from jisu.types import ChatMessage, Event, Failed, Finished, FinishReason, InvalidRequest, SamplingParams
 
@@ -132,10 +132,12 @@ class Runtime:
 
     # ---- running ------------------------------------------------------------------------
 
-    def start(self, prompt: Prompt, on_event: Callable[[Event], None]) -> Generation:
+    def start(self, prompt: Prompt, on_event: Callable[[Event], None], owner: CacheOwner = CacheOwner()) -> Generation:
         """Admit the request now or raise (QueueFull, SchedulerClosed). `on_event` is called
-        on the engine thread, for each event in order, and must not block."""
-        return Generation(self._scheduler.submit(Request(prompt.tokens, prompt.sampling, on_event)))
+        on the engine thread, for each event in order, and must not block. `owner` says whose
+        cached state the prompt may start from (a server names the user, and the conversation
+        when it knows it); the default is one owner for every in-process caller."""
+        return Generation(self._scheduler.submit(Request(prompt.tokens, prompt.sampling, on_event, owner)))
 
     def stream(self, prompt: Prompt) -> Iterator[Event]:
         """Events of one request, for synchronous callers. Closing the iterator early (or

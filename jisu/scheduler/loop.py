@@ -124,7 +124,7 @@ class Scheduler:
             self._waiting.append(request)
             self._wakeup.notify()
             if self._interruptible_step_running and could_start_as_new_turn(
-                    self._slots.new_tokens_hint(request.prompt_tokens)):
+                    self._slots.new_tokens_hint(request.prompt_tokens, request.cache_owner)):
                 # The step only serves answers already streaming, and deep in long
                 # conversations such a step is long enough to matter to someone waiting
                 # for a first token. Stopping it lets this turn start now, at the cost of
@@ -206,7 +206,7 @@ class Scheduler:
                 if not self._waiting:
                     break
                 request = self._waiting[0]
-            acquired = self._slots.acquire(request.prompt_tokens)
+            acquired = self._slots.acquire(request.prompt_tokens, request.cache_owner)
             if acquired is None:
                 break  # every slot is busy: wait for one to finish
             with self._lock:

@@ -4,7 +4,8 @@ A pure data structure: token lists and saved bytes, no llama.cpp. Each engine se
 (slot) keeps the KV of the last conversation it served; when a slot is needed for a
 different conversation, what it held is saved here, in host memory, so that the next turn
 of that conversation can be restored instead of recomputed. Entries are evicted least
-recently used first once their total size passes the budget.
+recently used first once their total size passes the budget. Each entry keeps its owner: a
+prompt is matched only against its own user's entries (see CacheOwner).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from itertools import count
 from typing import Any, Sequence
 
 import numpy as np
+
+from jisu.scheduler.request import CacheOwner
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -51,6 +54,7 @@ class SavedSequence:
     tokens: list[int]
     state: bytes  # the engine's serialized KV for exactly these tokens
     prompt_end: PromptEnd | None = None
+    owner: CacheOwner = CacheOwner()
 
     @property
     def nbytes(self) -> int:
@@ -71,10 +75,12 @@ class HostCache:
         return sum(entry.nbytes for entry in self._entries.values())
 
     def put(self, saved: SavedSequence) -> None:
-        """Keep a saved sequence, unless a kept one already covers it."""
+        """Keep a saved sequence, unless a kept one of the same user already covers it."""
         if saved.nbytes > self.max_bytes or not saved.tokens:
             return
         for key, entry in list(self._entries.items()):
+            if not saved.owner.may_reuse(entry.owner):
+                continue
             shared = common_prefix_length(entry.tokens, saved.tokens)
             if shared == len(saved.tokens):
                 self._entries.move_to_end(key)
@@ -85,14 +91,16 @@ class HostCache:
         while self.total_bytes > self.max_bytes:
             self._entries.popitem(last=False)
 
-    def best_match(self, prompt: Sequence[int]) -> tuple[int | None, int]:
-        """The entry sharing the longest token prefix with `prompt`, and that length."""
-        best_key, best_length = None, 0
+    def best_match(self, prompt: Sequence[int], owner: CacheOwner = CacheOwner()) -> tuple[int | None, int]:
+        """The entry of `owner`'s user sharing the longest token prefix with `prompt` (of
+        those, one of `owner`'s conversation), and that length."""
+        best_key, best_rank = None, (0, False)
         for key, entry in self._entries.items():
-            length = common_prefix_length(entry.tokens, prompt)
-            if length > best_length:
-                best_key, best_length = key, length
-        return best_key, best_length
+            if owner.may_reuse(entry.owner):
+                rank = (common_prefix_length(entry.tokens, prompt), owner.continues(entry.owner))
+                if rank[0] and rank > best_rank:
+                    best_key, best_rank = key, rank
+        return best_key, best_rank[0]
 
     def take(self, key: int) -> SavedSequence:
         return self._entries.pop(key)

@@ -20,6 +20,28 @@ if TYPE_CHECKING:
 _request_numbers = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class CacheOwner:
+    """Whose KV a request leaves behind in its slot, and whose it may start from.
+
+    A prompt is matched only against KV of the same user: reusing another user's would show
+    in the reply (usage's cached_tokens, a faster first token) how much of this prompt that
+    user had sent. Within a user, KV of the same conversation is preferred, so a turn of a
+    known conversation reuses exactly that conversation's state (see SlotTable.acquire).
+    """
+
+    user: str = ""  # "": whoever calls in-process (the CLI, tests); the server always names one
+    conversation: str | None = None  # the conversation the prompt continues, when one is known
+
+    def may_reuse(self, holder: CacheOwner) -> bool:
+        """Whether KV left by `holder` may serve as this request's prefix."""
+        return holder.user == self.user
+
+    def continues(self, holder: CacheOwner) -> bool:
+        """Whether KV left by `holder` belongs to this request's own conversation."""
+        return self.conversation is not None and holder == self
+
+
 class Phase(enum.Enum):
     WAITING = "waiting"  # in the queue
     PREFILL = "prefill"  # prompt being processed, chunk by chunk
@@ -32,6 +54,7 @@ class Request:
     prompt_tokens: list[int]
     sampling: SamplingParams
     sink: Callable[[Event], None]  # called on the engine thread; must not block
+    cache_owner: CacheOwner = CacheOwner()
     id: int = field(default_factory=lambda: next(_request_numbers))
 
     phase: Phase = Phase.WAITING

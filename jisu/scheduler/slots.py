@@ -7,6 +7,10 @@ the longest part of it; a slot's contents are saved to the host cache before the
 overwritten, and restored from there when that conversation comes back. A slot also keeps
 the logits its last prompt ended with (see PromptEnd), so the same prompt sent again needs
 no step at all before its first token.
+
+Every slot and saved copy remembers whose KV it holds (CacheOwner): a prompt is matched only
+against its own user's, and a known conversation prefers its own slot, even for a branch of
+it (a regenerated answer, an edited message), rather than taking over another conversation's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from jisu.scheduler.prefix_cache import HostCache, PromptEnd, SavedSequence, common_prefix_length
+from jisu.scheduler.request import CacheOwner
 
 # Shorter contents are cheaper to recompute than to save and restore.
 MIN_TOKENS_WORTH_SAVING = 64
@@ -31,6 +36,7 @@ class Slot:
     busy: bool = False
     idle_since: float = 0.0
     prompt_end: PromptEnd | None = None  # of a prompt the KV holds, when known
+    owner: CacheOwner = CacheOwner()  # of the request that left the KV
 
 
 class Acquired(NamedTuple):
@@ -49,37 +55,40 @@ class SlotTable:
     def idle(self) -> list[Slot]:
         return [slot for slot in self.slots if not slot.busy]
 
-    def new_tokens_hint(self, prompt: list[int]) -> int | None:
+    def new_tokens_hint(self, prompt: list[int], owner: CacheOwner = CacheOwner()) -> int | None:
         """About how many of `prompt`'s tokens the best idle slot lacks; None when no slot is
         idle. Any thread may ask: it only reads (slots replace their token lists, never
         change them in place), and a stale answer costs a needless or a missed
         interruption, never a wrong result."""
-        held = [slot.tokens for slot in self.slots if not slot.busy]
-        if not held:
+        idle = [slot for slot in self.slots if not slot.busy]
+        if not idle:
             return None
         if not self.reuse_prefixes:
             return len(prompt)
-        return len(prompt) - max(common_prefix_length(tokens, prompt) for tokens in held)
+        return len(prompt) - max(_held(slot, prompt, owner) for slot in idle)
 
-    def acquire(self, prompt: list[int]) -> Acquired | None:
+    def acquire(self, prompt: list[int], owner: CacheOwner = CacheOwner()) -> Acquired | None:
         """Reserve an idle slot for `prompt`, with how much of it the slot's KV holds: all of
         it only when the logits of its last token were kept too, else at most len(prompt) - 1
-        (the last token must run to give logits). None when every slot is busy."""
+        (the last token must run to give logits). Only KV `owner` may reuse counts. None when
+        every slot is busy."""
         idle = self.idle()
         if not idle:
             return None
         if not self.reuse_prefixes:
             slot = idle[0]
             self.engine.forget(slot.seq_id)
-            slot.tokens, slot.prompt_end, slot.busy = [], None, True
+            slot.tokens, slot.prompt_end, slot.busy, slot.owner = [], None, True, owner
             return Acquired(slot, 0, None)
 
-        donor = max(idle, key=lambda s: (common_prefix_length(s.tokens, prompt), s.idle_since))
-        match = common_prefix_length(donor.tokens, prompt)
-        key, saved_match = self.host_cache.best_match(prompt)
+        donor = max(idle, key=lambda s: (_held(s, prompt, owner), owner.continues(s.owner), s.idle_since))
+        match = _held(donor, prompt, owner)
+        key, saved_match = self.host_cache.best_match(prompt, owner)
         restore = key is not None and saved_match >= match + MIN_RESTORE_GAIN
-        if match and match == len(donor.tokens) and not restore:
-            slot = donor  # the next turn of the conversation this slot holds
+        # The next turn of the conversation a slot holds; or a new branch of this request's
+        # own conversation, whose old branch it replaces rather than another conversation.
+        if (owner.continues(donor.owner) or match and match == len(donor.tokens)) and not restore:
+            slot = donor
         else:
             # Keep other conversations where they are: take an empty or long-idle slot,
             # saving what it held, and bring the best prefix into it.
@@ -90,7 +99,7 @@ class SlotTable:
                 self.engine.restore_sequence(slot.seq_id, saved.state)
                 slot.tokens, slot.prompt_end, match = list(saved.tokens), saved.prompt_end, saved_match
             elif donor is not slot and match >= MIN_TOKENS_WORTH_COPYING:
-                # e.g. a system prompt everyone shares: copying KV beats recomputing it
+                # e.g. a system prompt the user's chats share: copying KV beats recomputing it
                 self.engine.restore_sequence(slot.seq_id, self.engine.save_sequence(donor.seq_id))
                 slot.tokens, slot.prompt_end = list(donor.tokens), donor.prompt_end
             elif donor is not slot:
@@ -102,7 +111,7 @@ class SlotTable:
         self.engine.forget(slot.seq_id, start=reuse)
         slot.tokens = slot.tokens[:reuse]
         slot.prompt_end = None  # the request on it keeps its own (see release)
-        slot.busy = True
+        slot.busy, slot.owner = True, owner
         return Acquired(slot, reuse, end.logits if whole_prompt_known else None)
 
     def release(self, slot: Slot, tokens_in_kv: list[int] | None, prompt_end: PromptEnd | None = None) -> None:
@@ -124,4 +133,9 @@ class SlotTable:
     def _stash(self, slot: Slot) -> None:
         if len(slot.tokens) >= MIN_TOKENS_WORTH_SAVING and self.host_cache.max_bytes > 0:
             self.host_cache.put(SavedSequence(list(slot.tokens), self.engine.save_sequence(slot.seq_id),
-                                              slot.prompt_end))
+                                              slot.prompt_end, slot.owner))
+
+
+def _held(slot: Slot, prompt: list[int], owner: CacheOwner) -> int:
+    """How many leading tokens of `prompt` the slot's KV holds that `owner` may reuse."""
+    return common_prefix_length(slot.tokens, prompt) if owner.may_reuse(slot.owner) else 0
