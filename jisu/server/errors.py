@@ -12,6 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jisu.history.errors import (
+    ConversationNotFound, HistoryError, HistoryImportError, MessageNotFound, SchemaError, StoreClosed,
+)
 from jisu.types import ContextOverflow, Failed, InvalidRequest, QueueFull, SchedulerClosed
 
 RETRY_AFTER_S = 2
@@ -65,7 +68,8 @@ def error_responses(*statuses: int, shape: type[BaseModel] = ErrorResponse) -> d
         400: "Invalid request: `param` names the field",
         401: "Missing or wrong API key",
         403: "Host or Origin not allowed",
-        404: "Not found (for browser mode's files: browser mode is off)",
+        404: "Not found: no such id for this user (another user's ids are unknown too), or browser mode "
+             "is off",
         408: "The request body stalled",
         413: "Request body too large",
         501: "Not implemented by jisu (the message says why)",
@@ -136,7 +140,22 @@ def as_api_error(error: Exception) -> ApiError:
                         headers={"Retry-After": str(RETRY_AFTER_S)})
     if isinstance(error, SchedulerClosed):
         return ApiError(503, "The server is shutting down.", type_="server_error", code="server_shutdown")
+    if isinstance(error, ConversationNotFound):
+        return ApiError(404, _sentence(error), code="conversation_not_found")
+    if isinstance(error, MessageNotFound):
+        return ApiError(404, _sentence(error), code="message_not_found")
+    if isinstance(error, HistoryImportError):
+        return ApiError(400, f"Cannot import this file: {error}", code="invalid_import")
+    if isinstance(error, (StoreClosed, SchemaError)):
+        return ApiError(503, f"Conversations are unavailable: {error}", type_="server_error",
+                        code="history_unavailable")
     return ApiError(500, f"Internal error: {type(error).__name__}", type_="server_error")
+
+
+def _sentence(error: Exception) -> str:
+    """The conversation store's one-line messages ("no conversation 'conv_...'") as a sentence."""
+    text = str(error)
+    return text[:1].upper() + text[1:] + "."
 
 
 _FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -144,11 +163,12 @@ _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
 def _validation_param(location: tuple[Any, ...]) -> str | None:
-    """('body', 'messages', 0, 'content', 'constrained-str') -> 'messages[0].content'.
+    """('body', 'messages', 0, 'content', 'constrained-str') -> 'messages[0].content'; a query
+    parameter or a path's part by its name.
     Pydantic puts union members, constraint kinds and model names in the location (they
     have dashes, brackets or capitals, or are type names); users know only field names."""
     parts: list[str | int] = []
-    for part in location[1:] if location[:1] == ("body",) else location:
+    for part in location[1:] if location[:1] in (("body",), ("query",), ("path",)) else location:
         if isinstance(part, int):
             parts.append(part)
         elif _FIELD_NAME.fullmatch(str(part)) and part not in _TYPE_NAMES:
@@ -211,6 +231,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Known errors get their own handlers: a handler for plain Exception runs only after
     # Starlette has treated the error as a crash.
-    for kind in (ApiError, InvalidRequest, QueueFull, SchedulerClosed):
+    for kind in (ApiError, InvalidRequest, QueueFull, SchedulerClosed, HistoryError):
         app.add_exception_handler(kind, on_known)
     app.add_exception_handler(Exception, on_known)

@@ -21,6 +21,9 @@ from jisu.server.errors import error_body, error_body_for
 from jisu.server.request_id import new_request_id
 
 MAX_BODY_BYTES = 8 << 20  # a long document fits; a runaway upload does not
+# A conversation export to import (ChatGPT's conversations.json grows with years of chats). Read
+# whole and parsed into Python objects several times its size, so still bounded.
+MAX_IMPORT_BYTES = 32 << 20
 MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 64 << 10  # request line and headers together
 HEADER_TIMEOUT_S = 10.0  # from the first byte (or the connection) to the end of the headers
@@ -115,22 +118,25 @@ def _write_and_close(transport, status: int, reason: str, message: str, code: st
 
 
 class BodyLimit:
-    """Reads a request body up to `max_bytes`, then hands it on whole (every route of ours
-    parses JSON, which needs the whole body anyway)."""
+    """Reads a request body up to `max_bytes` (or the limit `path_limits` gives its path), then
+    hands it on whole (every route of ours parses JSON, which needs the whole body anyway)."""
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES,
-                 on_refused: Callable[[str], None] = lambda reason: None) -> None:
+                 on_refused: Callable[[str], None] = lambda reason: None,
+                 path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.on_refused = on_refused
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] not in METHODS_WITH_BODY:
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send, 413, "request_too_large", self._too_large())
+        if declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(scope, send, 413, "request_too_large", _too_large(max_bytes))
             return
         pieces, size = [], 0
         while True:
@@ -143,8 +149,8 @@ class BodyLimit:
             if message["type"] == "http.disconnect":
                 return  # the client left before sending all of it: nobody to answer
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(scope, send, 413, "request_too_large", self._too_large())
+            if size > max_bytes:
+                await self._refuse(scope, send, 413, "request_too_large", _too_large(max_bytes))
                 return
             pieces.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -161,9 +167,6 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return f"The request body is over {self.max_bytes >> 20} MB."
-
     async def _refuse(self, scope, send, status: int, code: str, message: str) -> None:
         self.on_refused(code)
         body = json.dumps(error_body_for(scope["path"], message, code=code)).encode()
@@ -171,3 +174,7 @@ class BodyLimit:
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close")]})  # the rest of the upload is never read
         await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"The request body is over {max_bytes >> 20} MB."

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from jisu.runtime import CacheOwner
 from jisu.server.errors import OllamaErrorResponse, answer_cut_by_shutdown, error_responses
 from jisu.server.ollama_protocol import (
     AnswerWriter,
@@ -138,7 +139,8 @@ def _prepare(serving: Serving, prepare: Callable[[], PreparedRequest], endpoint:
 async def _answer(request: Request, prepared: PreparedRequest, writer: AnswerWriter, stream: bool,
                   headers: dict[str, str]) -> Response:
     serving = _serving(request)
-    answer = serving.start(prepared)  # admitted or refused (503) before any byte of the answer
+    # Admitted or refused (503) before any byte of the answer; from the user's cached state only.
+    answer = serving.start(prepared, CacheOwner(request.state.user))
     if stream:
         lines = AnswerLines(writer, prepared.functions)
         return StreamingResponse(_ndjson(answer, lines), media_type=NDJSON,

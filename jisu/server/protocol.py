@@ -44,6 +44,7 @@ from jisu.types import (
 
 MAX_MESSAGES = 4096
 MAX_CONTENT_CHARS = 1_000_000
+MAX_ID_CHARS = 100  # conversation and message ids are ~27 characters; longer is not one
 # Numbers are finite: NaN and Infinity (which Python's JSON parser accepts) are refused as
 # such, instead of failing a range check with a misleading message.
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -209,7 +210,19 @@ _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalt
 
 
 class ChatCompletionRequest(_SamplingFields):
-    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+    # jisu's: a turn of a conversation the server keeps (conversation_turns.py). Before
+    # `messages`, whose check depends on them.
+    conversation_id: Annotated[str, Field(max_length=MAX_ID_CHARS, description=(
+        "A conversation of yours (/v1/conversations): the server puts its system prompt and "
+        "history in front, keeps the new user message and records the answer. `messages` then "
+        "holds only the new user message, or none to answer again after `parent_message_id` "
+        "(regenerate)."))] | None = None
+    parent_message_id: Annotated[str, Field(max_length=MAX_ID_CHARS, description=(
+        "With conversation_id: the message to continue from (left out: the end of the active "
+        "branch; null: none, the new message is a first one). An earlier message starts a new "
+        "branch: the user message before an answer regenerates it, the parent of a user message "
+        "edits it."))] | None = None
+    messages: Annotated[list[Message], Field(max_length=MAX_MESSAGES)]
     max_completion_tokens: MaxTokens | None = None  # OpenAI's newer name for max_tokens
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -238,6 +251,24 @@ class ChatCompletionRequest(_SamplingFields):
     functions: _refused("the deprecated functions are not supported; send them as tools") = None
     function_call: _refused("the deprecated function_call is not supported; send tools and "
                             "tool_choice") = None
+
+    @field_validator("parent_message_id")
+    @classmethod
+    def only_in_a_conversation(cls, parent: str | None, info: ValidationInfo) -> str | None:
+        if parent is not None and info.data.get("conversation_id") is None:
+            raise ValueError("only allowed with conversation_id")
+        return parent
+
+    @field_validator("messages")
+    @classmethod
+    def messages_for_the_kind_of_request(cls, messages: list[Message], info: ValidationInfo) -> list[Message]:
+        if info.data.get("conversation_id") is None:
+            if not messages:
+                raise ValueError("at least one message is needed")
+        elif len(messages) > 1 or any(message.role != "user" for message in messages):
+            raise ValueError("with conversation_id, only the new user message (or none, to answer again): "
+                             "the server adds the conversation's history and system prompt")
+        return messages
 
     @field_validator("top_logprobs")
     @classmethod
@@ -309,12 +340,16 @@ def openai_finish_reason(reason: FinishReason) -> str:
 class ChunkWriter:
     """Builds the chunks of one streamed chat completion, all sharing id and timestamp."""
 
-    def __init__(self, model: str, kind: Literal["chat", "text"] = "chat", fingerprint: str | None = None) -> None:
+    def __init__(self, model: str, kind: Literal["chat", "text"] = "chat", fingerprint: str | None = None,
+                 stored: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.id = new_id("chatcmpl" if kind == "chat" else "cmpl")
         self.created = int(time.time())
         self.model = model
         self.fingerprint = fingerprint  # OpenAI's system_fingerprint: ModelInfo.fingerprint
+        # A conversation turn's ids (StoredTurn.ids()), on the first and the finishing chunk:
+        # a client that stops reading early still learns where its turn is kept.
+        self.stored = stored or {}
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
@@ -330,7 +365,7 @@ class ChunkWriter:
         return {"index": 0, "text": delta.get("content", ""), "logprobs": shaped, "finish_reason": finish_reason}
 
     def role(self) -> dict[str, Any]:
-        return self._chunk([self._choice({"role": "assistant", "content": ""}, None)])
+        return self._chunk([self._choice({"role": "assistant", "content": ""}, None)], **self.stored)
 
     def content(self, text: str, logprobs: list[TokenLogprob] | None = None) -> dict[str, Any]:
         """A piece of the answer; with logprobs asked for, those of the tokens it shows."""
@@ -341,7 +376,7 @@ class ChunkWriter:
         return self._chunk([self._choice({"tool_calls": indexed}, None)])
 
     def finish(self, reason: str, timings: Timings) -> dict[str, Any]:
-        return self._chunk([self._choice({}, reason)], timings=timings.as_dict())
+        return self._chunk([self._choice({}, reason)], timings=timings.as_dict(), **self.stored)
 
     def usage(self, usage: Usage) -> dict[str, Any]:
         return self._chunk([], usage=usage_dict(usage))

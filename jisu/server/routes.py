@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from jisu.runtime import CacheOwner
+from jisu.server.conversation_turns import start_turn
 from jisu.server.errors import error_responses
 from jisu.server.logprobs import chat_logprobs, completion_logprobs
 from jisu.server.metrics import CONTENT_TYPE_LATEST
@@ -72,13 +74,22 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions", responses={**STREAMED, **error_responses(*DOOR, *BODY, 503)})
+@router.post("/v1/chat/completions", responses={**STREAMED, **error_responses(*DOOR, *BODY, 404, 503)})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """OpenAI's chat completion. With jisu's `conversation_id` it is a turn of a conversation
+    the server keeps: the response then also carries `conversation_id`, `message_id` (the
+    answer) and `parent_message_id` (the user message it answers); streamed, on the first and
+    the finishing chunk."""
     serving = _serving(request)
-    prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
-    answer = serving.start(prepared)
+    user = request.state.user
+    if body.conversation_id is None:
+        prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
+        answer, stored = serving.start(prepared, CacheOwner(user)), {}
+    else:
+        turn = await start_turn(serving, request.app.state.history, user, body, "chat")
+        prepared, answer, stored = turn.prepared, turn.answer, turn.stored.ids()
     if body.stream:
-        writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint)
+        writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint, stored=stored)
         return event_stream(answer, ChunkStream(writer, prepared.functions, _includes_usage(body)))
     whole = await answer.complete(request.is_disconnected)
     text, finished = whole.text, whole.finished
@@ -103,6 +114,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         }],
         "usage": usage_dict(finished.usage),
         "timings": finished.timings.as_dict(),
+        **stored,
     })
 
 
@@ -110,7 +122,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 async def completions(body: CompletionRequest, request: Request) -> Response:
     serving = _serving(request)
     prepared = _prepare(serving, lambda: serving.prepare_completion(body), "completions")
-    answer = serving.start(prepared)
+    answer = serving.start(prepared, CacheOwner(request.state.user))
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, kind="text", fingerprint=serving.runtime.info.fingerprint)
         echoed = body.prompt_text() if body.echo else ""

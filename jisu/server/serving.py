@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
-from jisu.runtime import Generation, Prompt, Runtime
+from jisu.runtime import CacheOwner, Generation, Prompt, Runtime
 from jisu.server.event_port import EventPort
 from jisu.server.errors import ApiError, answer_cut_by_shutdown, answer_failed, as_api_error
 from jisu.server.metrics import Metrics
@@ -46,6 +46,16 @@ class CompletedAnswer:
     logprobs: list[TokenLogprob]  # empty unless asked for
 
 
+class AnswerObserver(Protocol):
+    """Something that follows an answer's events beside its reader (a conversation's record)."""
+
+    def see(self, event: Event) -> None:
+        """Each event, on the event loop, as it arrives, whoever reads the answer: must be cheap."""
+
+    async def settled(self) -> None:
+        """Awaited before the final event goes to the reader."""
+
+
 @dataclass
 class PreparedRequest:
     prompt: Prompt
@@ -65,9 +75,11 @@ class Serving:
     # `model` is not checked: a one-model server answers any name with the model it has
     # (clients send fixed names such as gpt-4o-mini) and says which in each response.
 
-    def prepare_chat(self, body: ChatCompletionRequest, endpoint: str = "chat") -> PreparedRequest:
+    def prepare_chat(self, body: ChatCompletionRequest, endpoint: str = "chat",
+                     history: Sequence[ChatMessage] = ()) -> PreparedRequest:
+        """`history`: what a stored conversation puts in front of the request's messages."""
         plan = plan_output(body.response_format, body.tools, body.tool_choice)
-        messages = [_to_chat_message(m, i) for i, m in enumerate(body.messages)]
+        messages = [*history, *(_to_chat_message(m, i) for i, m in enumerate(body.messages))]
         return self.prepare_conversation(messages, body.sampling_params(), plan, endpoint)
 
     def prepare_completion(self, body: CompletionRequest) -> PreparedRequest:
@@ -96,14 +108,15 @@ class Serving:
 
     # ---- admission --------------------------------------------------------------------
 
-    def start(self, prepared: PreparedRequest) -> Answer:
+    def start(self, prepared: PreparedRequest, owner: CacheOwner, observer: AnswerObserver | None = None) -> Answer:
         """Hand the request to the scheduler now, before any byte of the response, so a
-        refusal (queue full, shutting down) is a proper 503 and never an empty 200 stream."""
+        refusal (queue full, shutting down) is a proper 503 and never an empty 200 stream.
+        `owner`: whose cached state the prompt may start from (the user's, never another's)."""
         if self.draining:
             raise self.refuse(prepared.endpoint, SchedulerClosed("the server is shutting down"))
-        answer = Answer(self, prepared.endpoint)
+        answer = Answer(self, prepared.endpoint, observer)
         try:
-            answer.generation = self.runtime.start(prepared.prompt, self._event_port().sink(answer.deliver))
+            answer.generation = self.runtime.start(prepared.prompt, self._event_port().sink(answer.deliver), owner)
         except Exception as error:
             raise self.refuse(prepared.endpoint, error) from None
         self.active.add(answer)
@@ -140,15 +153,18 @@ class Serving:
 class Answer:
     """One admitted request, seen from the event loop: its events as they happen."""
 
-    def __init__(self, serving: Serving, endpoint: str) -> None:
+    def __init__(self, serving: Serving, endpoint: str, observer: AnswerObserver | None = None) -> None:
         self._serving = serving
         self.endpoint = endpoint
+        self._observer = observer
         self.generation: Generation | None = None
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self.done = False
         self._read = False  # a consumer is reading events(): it retires the answer itself
 
     def deliver(self, event: Event) -> None:  # on the event loop, for each engine event
+        if self._observer is not None:
+            self._observer.see(event)
         if isinstance(event, (Finished, Failed)) and not self._read:
             self._serving.active.discard(self)  # nobody will read it
         self._queue.put_nowait(event)
@@ -171,6 +187,8 @@ class Answer:
                 elif isinstance(event, Failed):
                     metrics.request_failed(self.endpoint)
                     self.done = True
+                if self.done and self._observer is not None:
+                    await self._observer.settled()
                 yield event
         finally:
             # Only once the consumer has passed the final event on (a shutdown waits for this).

@@ -4,6 +4,9 @@ Client → server:  {"type": "auth", "api_key": "..."}   (first, when the server
                                                          the handshake carried none)
                   {"type": "chat", ...chat completion fields...}   {"type": "cancel"}
 Server → client:  {"type": "ready", "user": name}       (after a successful auth message)
+                  {"type": "stored", "conversation_id", "message_id", "parent_message_id"}
+                                                        (first, for a chat with conversation_id:
+                                                         where the turn is kept; "done" repeats them)
                   {"type": "queued", "position": n}
                   {"type": "progress", "processed": n, "total": m}
                   {"type": "token", "text": "..."}       (with "logprobs": [...] when asked, as
@@ -24,6 +27,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from jisu.runtime import CacheOwner
+from jisu.server.conversation_turns import start_turn
 from jisu.server.errors import ApiError, answer_failed, validation_error
 from jisu.server.guard import WEBSOCKET_PROTOCOL
 from jisu.server.logprobs import token_entries
@@ -126,27 +131,42 @@ class ChatSession:
         """Admit the answer now (so a cancel right after it is never lost), stream it apart."""
         try:
             body = ChatCompletionRequest.model_validate({k: v for k, v in message.items() if k != "type"})
-            prepared = self.serving.prepare_chat(body, endpoint="websocket")
         except ValidationError as error:
             await self._send_error(self.serving.refuse("websocket", validation_error(
                 RequestValidationError(error.errors()))))
             return
-        except Exception as error:
-            await self._send_error(self.serving.refuse("websocket", error))
-            return
         try:
-            self.answer = self.serving.start(prepared)
-        except ApiError as refused:  # counted by start()
+            self.answer, stored = await self._admit(body)
+        except ApiError as refused:  # counted where it was raised
             await self._send_error(refused)
             return
-        self.streaming = asyncio.create_task(self._stream(self.answer))
+        self.streaming = asyncio.create_task(self._stream(self.answer, stored))
 
-    async def _stream(self, answer: Answer) -> None:
+    async def _admit(self, body: ChatCompletionRequest) -> tuple[Answer, dict[str, str]]:
+        """The admitted answer, and a stored turn's ids (see conversation_turns.py)."""
+        if body.conversation_id is not None:
+            turn = await start_turn(self.serving, self.socket.app.state.history, self.user, body, "websocket")
+            return turn.answer, turn.stored.ids()
         try:
+            prepared = self.serving.prepare_chat(body, endpoint="websocket")
+        except Exception as error:
+            raise self.serving.refuse("websocket", error) from None
+        return self.serving.start(prepared, CacheOwner(self.user)), {}
+
+    async def _stream(self, answer: Answer, stored: dict[str, str]) -> None:
+        try:
+            if stored:
+                await self.socket.send_json({"type": "stored", **stored})
             async for event in answer.events():
-                await self.socket.send_json(MESSAGES.read(event))
-        except Exception:  # the socket went away mid-answer; leaving events() cancelled it
+                message = MESSAGES.read(event)
+                if message["type"] == "done":
+                    message.update(stored)
+                await self.socket.send_json(message)
+        except Exception:  # the socket went away mid-answer
             pass
+        finally:
+            if not answer.done:
+                answer.cancel()  # also when the socket went before the first event was read
 
     async def _send_error(self, api: ApiError) -> None:
         try:

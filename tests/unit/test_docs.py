@@ -18,9 +18,11 @@ BODY_METHODS = {"post", "put", "patch"}  # BodyLimit reads (and may refuse) ever
 
 
 @pytest.fixture(scope="module")
-def app():
+def app(tmp_path_factory):
+    # A module's app outlives the per-test JISU_HOME: it gets a conversation store of its own.
+    history = tmp_path_factory.mktemp("history") / "history.db"
     with fake_runtime(parallel=1) as runtime:
-        yield create_app(runtime)
+        yield create_app(runtime, history_path=history)
 
 
 @pytest.fixture(scope="module")

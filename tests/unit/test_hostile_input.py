@@ -29,9 +29,11 @@ def fake_engine():
 
 
 @pytest.fixture(scope="module")
-def server(fake_engine):
+def server(fake_engine, tmp_path_factory):
+    # A module's app outlives the per-test JISU_HOME: it gets a conversation store of its own.
+    history = tmp_path_factory.mktemp("history") / "history.db"
     with fake_runtime(fake_engine, parallel=2) as runtime:
-        app = create_app(runtime)
+        app = create_app(runtime, history_path=history)
         with serving_in_thread(app) as (url, _):
             yield url, app
 

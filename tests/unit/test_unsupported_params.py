@@ -17,9 +17,11 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(tmp_path_factory):
+    # A module's app outlives the per-test JISU_HOME: it gets a conversation store of its own.
+    history = tmp_path_factory.mktemp("history") / "history.db"
     with fake_runtime(FakeEngine(answer=lambda prompt: '{"name": "Ada"}'), parallel=2) as runtime:
-        with TestClient(create_app(runtime), base_url=LOCAL_URL) as test_client:
+        with TestClient(create_app(runtime, history_path=history), base_url=LOCAL_URL) as test_client:
             yield test_client
 
 
