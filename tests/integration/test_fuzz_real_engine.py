@@ -15,9 +15,11 @@ from streams import scheduler_idle
 EXAMPLES_PER_ROUTE = 25
 
 
-def test_real_engine_answers_every_input_as_documented(runtime):
+def test_real_engine_answers_every_input_as_documented(runtime, tmp_path):
+    # Schemathesis runs the app's lifespan, which opens the conversation store: a store of the
+    # test's own, not the one in the model cache's JISU_HOME.
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(runtime, AccessPolicy.build(
-        allowed_hosts=["testserver"])))
+        allowed_hosts=["testserver"]), history_path=tmp_path / "history.db"))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/v1/chat/completions", "/v1/completions", "/v1/models"}
     for operation in operations:
