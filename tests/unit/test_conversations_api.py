@@ -258,3 +258,19 @@ def test_without_a_store_conversations_are_503_and_chat_still_works(tmp_path):
             assert client.post("/v1/chat/completions", json=chat).status_code == 200
             error_of(client.post("/v1/chat/completions", json={**chat, "conversation_id": "conv_x"}), 503,
                      code="history_unavailable")
+
+
+def test_the_schema_documents_the_routes_and_the_chat_fields(app):
+    schema = app.openapi()
+    paths = {path: set(methods) for path, methods in schema["paths"].items() if path.startswith("/v1/conversations")}
+    assert paths == {
+        "/v1/conversations": {"get", "post"}, "/v1/conversations/export": {"get"},
+        "/v1/conversations/import": {"post"}, "/v1/conversations/{conversation_id}": {"get", "patch", "delete"},
+        "/v1/conversations/{conversation_id}/messages": {"post"},
+        "/v1/conversations/{conversation_id}/switch": {"post"},
+        "/v1/conversations/{conversation_id}/export": {"get"}}
+    chat = schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert {"conversation_id", "parent_message_id"} <= set(chat)
+    assert "404" in schema["paths"]["/v1/chat/completions"]["post"]["responses"]
+    conversation = schema["components"]["schemas"]["ConversationObject"]["properties"]
+    assert {"id", "title", "created_at", "updated_at", "messages"} <= set(conversation)
