@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from jisu.history.records import AnswerStats, Message
 from jisu.history.store import ConversationStore
+from jisu.types import Failed, Finished, FinishReason
 
 DEFAULT_INTERVAL_S = 0.25
 
@@ -59,3 +60,16 @@ class AnswerRecorder:
         self._pending.clear()
         return self.store.finish_answer(self.user, self.message_id, finish_reason=finish_reason, stats=stats,
                                         text=text, cut_short=cut_short)
+
+    def finish_with(self, end: Finished | Failed) -> Message:
+        """End the answer as its last event says, the same whoever generated it (the server, or
+        `jisu chat` in-process): a failure or a stop (cancelled, shutdown) is cut short."""
+        if isinstance(end, Failed):
+            return self.finish("error", cut_short=True)
+        usage, timings = end.usage, end.timings
+        answered = usage.completion_tokens > 0
+        stats = AnswerStats(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                            time_to_first_token_s=timings.time_to_first_token_s if answered else None,
+                            tokens_per_s=timings.decode_tokens_per_s or None)
+        return self.finish(end.reason.value, stats,
+                           cut_short=end.reason in (FinishReason.CANCELLED, FinishReason.SHUTDOWN))

@@ -13,11 +13,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from jisu.history import AnswerRecorder, AnswerStats, ConversationStore
+from jisu.history import AnswerRecorder, ConversationStore
 from jisu.history.recorder import DEFAULT_INTERVAL_S
 from jisu.history.store import STREAMING_STALE_S
 from jisu.server.history import ServerHistory
-from jisu.types import Event, Failed, Finished, FinishReason, TextDelta
+from jisu.types import Event, Failed, Finished, TextDelta
 
 log = logging.getLogger(__name__)
 # A long wait for the first token (queue, long prompt) must not make the answer read as cut
@@ -116,18 +116,7 @@ class AnswerRecording:
 
     def _finish(self, recorder: AnswerRecorder, text: str) -> None:
         recorder.add(text)
-        end = self._end
-        if isinstance(end, Failed):
-            recorder.finish("error", cut_short=True)
-            return
-        usage, timings = end.usage, end.timings
-        answered = usage.completion_tokens > 0
-        stats = AnswerStats(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                            time_to_first_token_s=timings.time_to_first_token_s if answered else None,
-                            tokens_per_s=timings.decode_tokens_per_s or None)
-        recorder.finish(end.reason.value, stats,
-                        cut_short=end.reason in (FinishReason.CANCELLED, FinishReason.SHUTDOWN))
-
+        recorder.finish_with(self._end)
 
 def _append(recorder: AnswerRecorder, text: str) -> None:
     recorder.add(text)
