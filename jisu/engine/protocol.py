@@ -118,10 +118,10 @@ class Engine(Protocol):
     def forget(self, seq_id: int, start: int = 0) -> None:
         """Drop a sequence's KV from position `start` on (all of it by default)."""
 
-    def save_sequence(self, seq_id: int) -> bytes:
+    def save_sequence(self, seq_id: int) -> bytes | bytearray:
         """A copy of one sequence's KV in host memory."""
 
-    def restore_sequence(self, seq_id: int, state: bytes) -> None:
+    def restore_sequence(self, seq_id: int, state: bytes | bytearray) -> None:
         """Replace a sequence's KV with a copy from save_sequence(); EngineError if it
         cannot be restored (the sequence is then empty)."""
 

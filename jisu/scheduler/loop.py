@@ -182,6 +182,8 @@ class Scheduler:
             try:
                 self._reap_cancelled()
                 self._admit()
+                if len(self._running) > 1:
+                    self._slots.compact()
                 if self._running:
                     self._step()
             except Exception as error:  # never let one bad step kill the engine thread

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from jisu.scheduler.placement import compaction_moves
 from jisu.scheduler.prefix_cache import HostCache, PromptEnd, SavedSequence, common_prefix_length
 from jisu.scheduler.request import CacheOwner
 
@@ -125,6 +126,24 @@ class SlotTable:
         else:
             slot.tokens = tokens_in_kv
             slot.prompt_end = prompt_end if prompt_end and prompt_end.length <= len(tokens_in_kv) else None
+
+    def compact(self) -> int:
+        """Move busy slots' KV so the busy sequences have consecutive ids (see placement.py);
+        a slot keeps its contents and owner, only its sequence id changes. Returns the number
+        of moves."""
+        by_seq = {slot.seq_id: slot for slot in self.slots}
+        moves = compaction_moves({slot.seq_id for slot in self.slots if slot.busy}, len(self.slots))
+        for busy_seq, idle_seq in moves:
+            busy, idle = by_seq[busy_seq], by_seq[idle_seq]
+            busy_kv = self.engine.save_sequence(busy_seq)
+            idle_kv = self.engine.save_sequence(idle_seq) if idle.tokens else None
+            self.engine.restore_sequence(idle_seq, busy_kv)
+            if idle_kv is None:
+                self.engine.forget(busy_seq)
+            else:
+                self.engine.restore_sequence(busy_seq, idle_kv)
+            busy.seq_id, idle.seq_id = idle_seq, busy_seq
+        return len(moves)
 
     def _least_valuable(self, idle: list[Slot]) -> Slot:
         """An empty slot, else the one idle the longest."""
