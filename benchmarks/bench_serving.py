@@ -19,6 +19,7 @@ llama.cpp's batched decode loop through llama-cpp-python's low-level API (raw_ll
 
     .venv/bin/pip install -e '.[bench]'   # llama_cpp.server's own dependencies
     .venv/bin/python benchmarks/bench_serving.py [--model PATH] [--rounds 3] [--only single,room]
+                                                 [--jisu-args "--flash-attn on"]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import importlib.util
 import json
 import os
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -203,9 +205,10 @@ def median(rows: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def run_rounds(model: str, threads: int, rounds: int, chosen: list[str], with_llama_cpp_server: bool):
+def run_rounds(model: str, threads: int, rounds: int, chosen: list[str], with_llama_cpp_server: bool,
+               jisu_args: list[str] = ()):
     figures: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    with jisu_server(model, threads, SLOTS, SLOT_CTX) as (jisu_url, jisu_pid), \
+    with jisu_server(model, threads, SLOTS, SLOT_CTX, jisu_args) as (jisu_url, jisu_pid), \
             llama_server(model, threads, SLOTS, SLOT_CTX) as (reference_url, reference_pid):
         servers = [("jisu", jisu_url, jisu_pid), ("llama-server", reference_url, reference_pid)]
         for round_ in range(rounds):
@@ -288,6 +291,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--no-llama-cpp-server", action="store_true", help="skip llama-cpp-python's server")
+    parser.add_argument("--jisu-args", default="", help="more flags for jisu serve, e.g. '--flash-attn on'")
     args = parser.parse_args()
     chosen = [name for name in args.only.split(",") if name]
     unknown = set(chosen) - set(SCENARIOS)
@@ -296,8 +300,9 @@ def main() -> None:
     args.model = standin_path(args.model)
     llama_tools()  # built before anything is timed
     print(f"model {Path(args.model).name}, {args.threads} threads, {os.cpu_count()} CPUs, "
-          f"{SLOTS} slots of {SLOT_CTX} tokens")
-    figures, rss = run_rounds(args.model, args.threads, args.rounds, chosen, not args.no_llama_cpp_server)
+          f"{SLOTS} slots of {SLOT_CTX} tokens" + (f", jisu serve {args.jisu_args}" if args.jisu_args else ""))
+    figures, rss = run_rounds(args.model, args.threads, args.rounds, chosen, not args.no_llama_cpp_server,
+                              shlex.split(args.jisu_args))
     report(figures, rss, args.rounds)
 
 
