@@ -38,10 +38,16 @@ class Ran:
         return lines[0]
 
 
-def run_jisu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str, stdin: str = "") -> Ran:
+def run_jisu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str, stdin: str = "",
+             terminal: bool = False) -> Ran:
+    """`terminal`: stdin says it is one (what the user types is `stdin`); else it is a pipe, as
+    in scripts."""
     capsys.readouterr()  # only this command's output
     monkeypatch.setattr(sys, "argv", ["jisu", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))  # not a terminal: a pipe, as in scripts
+    typed = io.TextIOWrapper(io.BytesIO(stdin.encode()), encoding="utf-8", newline="\n")  # with .buffer, as sys.stdin
+    if terminal:
+        typed.isatty = lambda: True
+    monkeypatch.setattr(sys, "stdin", typed)
     with pytest.raises(SystemExit) as exited:
         main()
     out, err = capsys.readouterr()
@@ -81,8 +87,9 @@ def nothing_at_the_default_address(monkeypatch):
 @contextmanager
 def foreign_http_server(jisu_like: bool = False, stream: list[str] | None = None):
     """An HTTP server on a free port: without jisu_like it is some other program (404 for
-    everything); with it, it answers /health and /v1/models as jisu does and sends `stream`'s
-    SSE lines for a chat, then hangs up without ending the response."""
+    everything); with it, it answers /health and /v1/models as jisu does, creates an empty
+    conversation, and sends `stream`'s SSE lines for a chat, then hangs up without ending the
+    response."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # the body ends when the connection closes
@@ -99,6 +106,10 @@ def foreign_http_server(jisu_like: bool = False, stream: list[str] | None = None
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if not jisu_like:
                 self.send_error(404)
+                return
+            if self.path == "/v1/conversations":
+                self._json({"id": "conv_fake", "title": "", "system": None, "created_at": 0.0, "updated_at": 0.0,
+                            "active_leaf_id": None, "messages": []})
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

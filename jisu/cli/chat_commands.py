@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Callable
 
 import click
 
+from jisu.cli.conversation import ChatConversation, set_system
 from jisu.types import InvalidRequest
 
 if TYPE_CHECKING:
     from jisu.cli.chat import ChatSession
 
 HELP = ("commands: /set temperature|top_p|top_k|max_tokens|seed|system VALUE, /show, "
-        '/reset (forget the conversation), /system TEXT, /exit; """ starts and ends a multi-line message')
+        "/new or /reset (a new conversation; jisu history keeps this one), /system TEXT, /exit; "
+        '""" starts and ends a multi-line message')
 
 NUMBER_SETTINGS = {"temperature": float, "top_p": float, "top_k": int, "max_tokens": int, "seed": int}
 CLEARABLE = ("max_tokens", "seed")  # "none" lifts the limit / picks a random seed
@@ -39,14 +41,16 @@ def run_command(session: ChatSession, line: str) -> bool:
     return True
 
 
-def _reset(session: ChatSession, argument: str) -> None:
-    session.conversation.reset()
+def _new(session: ChatSession, argument: str) -> None:
+    """A new conversation, with the same system prompt; the one left stays in the history."""
+    left = session.conversation.id
+    session.conversation = ChatConversation(session.conversation.system)
     session.last_usage = None
-    _say("(conversation cleared)")
+    _say(f"(new conversation; {left} stays in jisu history)" if left else "(new conversation)")
 
 
 def _system(session: ChatSession, argument: str) -> None:
-    session.conversation.system = argument or None
+    set_system(session.history, session.conversation, argument or None)  # the stored one too
     _say(f"(system prompt: {session.conversation.system or 'default'})")
 
 
@@ -95,6 +99,9 @@ def _show(session: ChatSession, argument: str) -> None:
     _say(f"settings: temperature {sampling.temperature}, top_p {sampling.top_p}, top_k {sampling.top_k}, "
          f"max_tokens {sampling.max_tokens or 'none'}, seed {'random' if sampling.seed is None else sampling.seed}")
     _say(f"system prompt: {session.conversation.system or 'default'}")
+    conversation, where = session.conversation, session.history.where
+    _say(f"conversation: {conversation.id}, kept by {where}" if conversation.id
+         else f"conversation: new, kept by {where} from its first message")
 
 
 def _help(session: ChatSession, argument: str) -> None:
@@ -106,7 +113,8 @@ def _say(line: str) -> None:
 
 
 COMMANDS: dict[str, Callable[[ChatSession, str], None]] = {
-    "/reset": _reset,
+    "/new": _new,
+    "/reset": _new,  # its name before conversations were stored: it also started afresh
     "/system": _system,
     "/set": _set,
     "/show": _show,

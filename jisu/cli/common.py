@@ -61,8 +61,25 @@ def reports_user_errors(command: Callable) -> Callable:
         except BrokenPipeError:  # `jisu ask ... | head`: the reader left, nothing is wrong
             sys.stderr.close()
             sys.exit(0)
+        except Exception as error:
+            failure = _history_failure(error)
+            if failure is None:
+                raise
+            raise failure from None
 
     return wrapper
+
+
+def _history_failure(error: Exception) -> click.ClickException | None:
+    """The conversation store's errors as the CLI reports them. (The store is imported only on
+    the way out: a plain `jisu ask` never loads it.)"""
+    from jisu.history import HistoryError, HistoryImportError
+
+    if isinstance(error, HistoryImportError):  # the file named is not an export: the user picks another
+        return UserError(f"cannot import this file: {error}")
+    if isinstance(error, HistoryError):  # an unknown conversation id, a history file jisu cannot open
+        return RuntimeFailure(str(error))
+    return None
 
 
 # The flags that say how to load a model. A running server has its model loaded already, so
@@ -70,12 +87,12 @@ def reports_user_errors(command: Callable) -> Callable:
 MODEL_FLAGS = ("model", "quant", "ctx_size", "threads", "kv_cache_type", "flash_attn")
 
 
-def model_options(command: Callable) -> Callable:
+def model_options(command: Callable, ctx_size_flags: tuple[str, ...] = ("--ctx-size", "-c")) -> Callable:
     options = [
         click.option("--model", "-m", "model", default=None, metavar="ALIAS|PATH",
                      help="Model alias (see `jisu models`) or a path to a .gguf file."),
         click.option("--quant", default=None, help="Quantization of an aliased model, e.g. q4_0."),
-        click.option("--ctx-size", "-c", type=click.IntRange(256, MAX_CTX_SIZE), default=DEFAULT_CTX_SIZE,
+        click.option(*ctx_size_flags, "ctx_size", type=click.IntRange(256, MAX_CTX_SIZE), default=DEFAULT_CTX_SIZE,
                      show_default=True, help="Most tokens one conversation may hold."),
         click.option("--threads", "-t", type=click.IntRange(0, 512), default=0,
                      help="CPU threads (default: physical cores)."),
@@ -87,6 +104,25 @@ def model_options(command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def chat_model_options(command: Callable) -> Callable:
+    """model_options for `jisu ask` and `jisu chat`, whose -c continues the last conversation
+    (as in other chat CLIs); `jisu serve -c` stays the context size, as in llama-server."""
+    return model_options(command, ctx_size_flags=("--ctx-size",))
+
+
+def conversation_options(command: Callable) -> Callable:
+    """-c and --id, for `jisu chat` and `jisu ask` (see jisu.cli.conversation)."""
+    command = click.option("--id", "conversation_id", metavar="ID",
+                           help="Continue the conversation ID (`jisu history` lists them).")(command)
+    return click.option("--continue", "-c", "continue_last", is_flag=True,
+                        help="Continue the last conversation (the most recently updated).")(command)
+
+
+def check_conversation_options(continue_last: bool, conversation_id: str | None) -> None:
+    if continue_last and conversation_id is not None:
+        raise click.UsageError("-c continues the last conversation and --id a given one: use one of them")
 
 
 def server_options(command: Callable) -> Callable:

@@ -1,8 +1,10 @@
-"""Which backend answers `jisu ask` and `jisu chat`.
+"""Which backend answers `jisu ask` and `jisu chat` (and keeps the conversations of those and
+`jisu history`: jisu.cli.history_store).
 
 - `--url URL` or JISU_URL: that server, and it must answer (exit 1 otherwise): the user named it.
 - Otherwise the default address (`jisu serve`'s own default) is probed for a moment: a server
-  there answers at once; when none does, the model loads in-process (about 5 s).
+  there answers at once; when none does, the model loads in-process (about 5 s) and the
+  history file is opened directly.
 - Flags that say how to load a model (--model, --ctx-size, ...) on the command line mean the
   model in-process: a running server has its model loaded already. With --url they contradict.
 """
@@ -64,30 +66,31 @@ def normalized_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def open_backend(address: ServerAddress | None, load_model: Callable[[], Runtime],
-                 notice: Callable[[str], None]) -> Backend:
-    """The server at `address` if it answers, else the model loaded in-process (`load_model`);
-    `notice` hears which, and why (for -v). A stand-in answering is always said, in one line."""
-    backend = _server_backend(address, notice) or _local_backend(load_model, notice)
-    if backend.model.fallback_note:
-        click.echo(f"jisu: {backend.model.fallback_note}", err=True)
-        if backend.model.fallback_detail:
-            notice(f"[why: {backend.model.fallback_detail}]")
-    return backend
-
-
-def _server_backend(address: ServerAddress | None, notice: Callable[[str], None]) -> Backend | None:
-    """The server at `address`; None when none answers there (or none is to be asked)."""
+def find_server(address: ServerAddress | None, notice: Callable[[str], None]) -> RemoteBackend | None:
+    """The server at `address`; None when none answers there (or none is to be asked). One
+    named by --url or JISU_URL must answer: RuntimeFailure otherwise."""
     if address is None:
         return None
     try:
-        backend = RemoteBackend.connect(address.url, address.api_key, kept_key=lambda: kept_server_key(address.url))
+        server = RemoteBackend.connect(address.url, address.api_key, kept_key=lambda: kept_server_key(address.url))
     except ServerUnavailable as why:
         if address.explicit:
             raise RuntimeFailure(f"no jisu server answers at {address.url} ({why})") from None
         notice(f"[no jisu server at {address.url} ({why}): loading the model in-process]")
         return None
-    notice(f"[answering through {backend.where}: {backend.model.name} ({backend.model.quantization})]")
+    notice(f"[answering through {server.where}: {server.model.name} ({server.model.quantization})]")
+    return server
+
+
+def open_backend(server: RemoteBackend | None, load_model: Callable[[], Runtime],
+                 notice: Callable[[str], None]) -> Backend:
+    """The server find_server found, else the model loaded in-process (`load_model`); `notice`
+    hears which (for -v). A stand-in answering is always said, in one line."""
+    backend = server or _local_backend(load_model, notice)
+    if backend.model.fallback_note:
+        click.echo(f"jisu: {backend.model.fallback_note}", err=True)
+        if backend.model.fallback_detail:
+            notice(f"[why: {backend.model.fallback_detail}]")
     return backend
 
 

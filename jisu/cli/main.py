@@ -16,6 +16,7 @@ COMMANDS = {
     "ask": "jisu.cli.ask:ask",
     "chat": "jisu.cli.chat:chat",
     "export-web": "jisu.cli.export_web:export_web",
+    "history": "jisu.cli.history:history",
     "models": "jisu.cli.models:models",
     "pull": "jisu.cli.models:pull",
     "quantize": "jisu.cli.models:quantize_command",

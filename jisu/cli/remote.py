@@ -14,6 +14,7 @@ import httpx
 
 from jisu.cli.backend import ServedModel
 from jisu.cli.common import RuntimeFailure
+from jisu.server.access import LOCAL_USER
 from jisu.types import (
     ChatMessage,
     ContextOverflow,
@@ -37,6 +38,9 @@ PROBE_TIMEOUT = httpx.Timeout(connect=0.3, read=3.0, write=3.0, pool=3.0)
 # No read deadline while answering: a queue or a long prompt may keep the stream quiet, and
 # Ctrl-C is the way out.
 ANSWER_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=60.0, pool=5.0)
+# The conversation routes answer in milliseconds, but exporting or importing a whole history
+# may move many megabytes.
+HISTORY_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=5.0)
 
 # The sampling fields the CLI sets; the server's defaults are the CLI's (SamplingParams).
 _SENT_SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "seed")
@@ -83,8 +87,13 @@ class RemoteBackend:
             raise
 
     def answer(self, messages: Sequence[ChatMessage], sampling: SamplingParams,
-               response_format: dict[str, Any] | None = None) -> Iterator[Event]:
+               response_format: dict[str, Any] | None = None, conversation_id: str | None = None
+               ) -> Iterator[Event]:
+        """With `conversation_id`, `messages` is only the new user message: the server puts the
+        conversation in front of it, keeps it and records the answer."""
         body = request_body(self.model.id, messages, sampling, response_format)
+        if conversation_id is not None:
+            body["conversation_id"] = conversation_id
         request = self._client.build_request("POST", f"{self.url}/v1/chat/completions", json=body,
                                              headers=_bearer(self._api_key), timeout=ANSWER_TIMEOUT)
         try:
@@ -111,6 +120,20 @@ class RemoteBackend:
         finally:
             response.close()
         raise RuntimeFailure(f"lost the connection to {self.where} mid-answer (the stream ended early)")
+
+    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One call to the server's API with this client's key, whatever its answer (the
+        conversations: jisu.cli.history_store); RuntimeFailure when the server cannot be reached."""
+        try:
+            headers = {**_bearer(self._api_key), **options.pop("headers", {})}
+            return self._client.request(method, f"{self.url}{path}", headers=headers, timeout=HISTORY_TIMEOUT,
+                                        **options)
+        except httpx.HTTPError as error:
+            raise RuntimeFailure(f"cannot reach {self.where} ({_why(error)})") from None
+
+    def refused(self, response: httpx.Response) -> Exception:
+        """The exception for a request the server refused (see refusal)."""
+        return refusal(response.status_code, _json(response), self.url, self._api_key)
 
     def close(self) -> None:
         self._client.close()
@@ -203,6 +226,13 @@ def client_key(value: str | None) -> str | None:
     if not value or not value.strip():
         return None
     return value.strip().partition(":")[2].strip() if ":" in value else value.strip()
+
+
+def key_user(value: str | None) -> str:
+    """Whose conversations the CLI reads and writes when it opens the history file itself: the
+    NAME of a NAME:KEY value, the user that key names on a server; else the local user."""
+    name, separator, _ = (value or "").partition(":")
+    return name.strip() if separator and name.strip() else LOCAL_USER
 
 
 def _check_health(client: httpx.Client, url: str) -> None:

@@ -134,7 +134,7 @@ def test_existing_commands_still_work(chat, engine):
     result = chat("/system Reply briefly.", "hi", "/reset", "/help", "/system", "hi", "/exit", "never sent")
     assert result.code == 0, result.err
     assert "(system prompt: Reply briefly.)" in result.err
-    assert "(conversation cleared)" in result.err
+    assert "(new conversation; conv_" in result.err and "stays in jisu history" in result.err
     assert "commands: /set temperature" in result.err
     first, second = (prompt for _, prompt in engine.requests)
     assert first.startswith("system\nReply briefly.\n")

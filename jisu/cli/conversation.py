@@ -1,0 +1,169 @@
+"""The stored conversation `jisu chat` (and `jisu ask -c/--id/--save`) is in: which one, what the
+model reads of it, and each turn kept where the history is (jisu.cli.history_store).
+
+A turn is kept as the web page's are:
+- through a server, the request names the conversation (conversation_id) and carries only the
+  new message: the server puts the conversation in front, keeps the message and records the
+  answer, and starts from the conversation's cached state;
+- in-process, the command keeps the message and records the answer as it streams
+  (AnswerRecorder), so Ctrl-C or a killed process leaves what was written, cut short.
+A turn refused before its answer starts (too long, a bad setting) keeps nothing, and a new
+conversation is stored with its first turn: a chat left without a word leaves nothing either.
+
+When a conversation outgrows the context, `jisu chat` drops its oldest turns from what the model
+reads; the history keeps them. A server, given the conversation's id, would send it whole, so
+from then on its turns go as plain messages and are kept beside the answer (without its
+figures: the server records only the answers it is asked for in a conversation).
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from jisu.cli.backend import Backend
+from jisu.cli.common import RuntimeFailure
+from jisu.cli.history_store import History, LocalHistory, RemoteHistory
+from jisu.history import AnswerRecorder, Conversation
+from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams, TextDelta
+
+TITLE_CHARS = 40  # the page names a conversation after the first 40 characters of its first message
+
+
+@dataclass
+class ChatConversation:
+    system: str | None
+    id: str | None = None  # None until its first turn is stored
+    title: str = ""
+    turns: list[ChatMessage] = field(default_factory=list)  # what the model reads after the system prompt
+    leaf_id: str | None = None  # the last message stored (in-process, the next turn follows it)
+    trimmed: bool = False  # oldest turns were dropped: the model reads less than is stored
+
+    @classmethod
+    def of(cls, stored: Conversation) -> ChatConversation:
+        turns = [ChatMessage(message.role, message.content) for message in stored.messages]
+        return cls(stored.system, stored.id, stored.title, turns, stored.active_leaf_id)
+
+    def messages(self) -> list[ChatMessage]:
+        head = [ChatMessage("system", self.system)] if self.system else []
+        return head + self.turns
+
+    def drop_oldest_exchange(self) -> list[ChatMessage]:
+        """Forget the oldest user turn and the answer to it; the system prompt stays."""
+        self.trimmed = True
+        dropped = [self.turns.pop(0)]
+        while self.turns and self.turns[0].role != "user":
+            dropped.append(self.turns.pop(0))
+        return dropped
+
+
+def open_conversation(history: History, continue_last: bool, conversation_id: str | None,
+                      system: str | None) -> ChatConversation:
+    """-c: the most recently updated conversation; --id: that one; neither: a new one. A
+    --system given with an existing one becomes its system prompt from now on (a server reads
+    it from the conversation)."""
+    if not continue_last and conversation_id is None:
+        return ChatConversation(system)
+    if conversation_id is None:
+        latest = history.conversations(limit=1).items
+        if not latest:
+            raise RuntimeFailure("no conversation to continue yet: plain `jisu chat` starts one")
+        conversation_id = latest[0].id
+    conversation = ChatConversation.of(history.conversation(conversation_id))
+    if system is not None and system != conversation.system:
+        set_system(history, conversation, system)
+    return conversation
+
+
+def set_system(history: History, conversation: ChatConversation, system: str | None) -> None:
+    if conversation.id is not None:
+        history.set_system(conversation.id, system)
+    conversation.system = system
+
+
+def title_for(text: str) -> str:
+    return " ".join(text.split())[:TITLE_CHARS]
+
+
+def start_turn(history: History, backend: Backend, conversation: ChatConversation, text: str,
+               sampling: SamplingParams, response_format: dict[str, Any] | None = None) -> Iterator[Event]:
+    """The answer to `text` as the conversation's next turn, kept as the module says. A refused
+    request raises here (as Backend.answer does) and keeps nothing."""
+    if isinstance(history, LocalHistory):
+        return _recorded_turn(history, backend, conversation, text, sampling, response_format)
+    if conversation.trimmed:
+        return _trimmed_turn(history, conversation, text, sampling, response_format)
+    return _server_turn(history, conversation, text, sampling, response_format)
+
+
+def _server_turn(history: RemoteHistory, conversation: ChatConversation, text: str, sampling: SamplingParams,
+                 response_format: dict[str, Any] | None) -> Iterator[Event]:
+    created = conversation.id is None
+    if created:  # the server needs the conversation's id before its first turn
+        _create(history, conversation, text)
+    try:
+        return history.server.answer([ChatMessage("user", text)], sampling, response_format,
+                                     conversation_id=conversation.id)
+    except BaseException:
+        if created:
+            history.delete(conversation.id)
+            conversation.id = None
+        raise
+
+
+def _trimmed_turn(history: RemoteHistory, conversation: ChatConversation, text: str, sampling: SamplingParams,
+                  response_format: dict[str, Any] | None) -> Iterator[Event]:
+    events = history.server.answer(conversation.messages() + [ChatMessage("user", text)], sampling,
+                                   response_format)
+    history.add_message(conversation.id, "user", text)
+    return _kept_after(events, history, conversation.id)
+
+
+def _recorded_turn(history: LocalHistory, backend: Backend, conversation: ChatConversation, text: str,
+                   sampling: SamplingParams, response_format: dict[str, Any] | None) -> Iterator[Event]:
+    events = backend.answer(conversation.messages() + [ChatMessage("user", text)], sampling, response_format)
+    if conversation.id is None:
+        _create(history, conversation, text)
+    store, user = history.store, history.user
+    asked = store.add_message(user, conversation.id, parent_id=conversation.leaf_id, role="user", content=text)
+    recorder = AnswerRecorder.begin(store, user, conversation.id, parent_id=asked.id, model=backend.model.id,
+                                    quantization=backend.model.quantization)
+    conversation.leaf_id = recorder.message_id
+    return _recorded(events, recorder)
+
+
+def _create(history: History, conversation: ChatConversation, first_message: str) -> None:
+    conversation.title = title_for(first_message)
+    conversation.id = history.create(conversation.title, conversation.system).id
+
+
+def _recorded(events: Iterator[Event], recorder: AnswerRecorder) -> Iterator[Event]:
+    """The events, the answer recorded as they pass; an answer not read to its end (Ctrl-C, an
+    error on the way) is kept as written so far, cut short."""
+    ended = False
+    try:
+        with closing(events):  # stops the answer when its reader does
+            for event in events:
+                if isinstance(event, TextDelta):
+                    recorder.add(event.text)
+                elif isinstance(event, (Finished, Failed)):
+                    recorder.finish_with(event)
+                    ended = True
+                yield event
+    finally:
+        if not ended:
+            recorder.finish(None, cut_short=True)
+
+
+def _kept_after(events: Iterator[Event], history: RemoteHistory, conversation_id: str) -> Iterator[Event]:
+    """The events; their text is kept as the answer once they end, however they end."""
+    pieces: list[str] = []
+    try:
+        with closing(events):
+            for event in events:
+                if isinstance(event, TextDelta):
+                    pieces.append(event.text)
+                yield event
+    finally:
+        history.add_message(conversation_id, "assistant", "".join(pieces))
