@@ -1,9 +1,10 @@
 // One answer's life cycle: the request goes to the backend (the server's socket, or the model
-// in this page), the events come back (queued, progress, token, done, error, or the socket's
-// own "disconnected"), and the answer ends in one of three ways: finished (a message with its
-// stats is added to the conversation, partial text included), dropped (nothing was said: the
-// pending message goes), or failed (an error card, after keeping any text as an interrupted
-// answer).
+// in this page), the events come back (stored, queued, progress, token, done, error, or the
+// socket's own "disconnected"), and the answer ends in one of three ways: finished (a message
+// with its stats is added to the conversation, partial text included), dropped (nothing was
+// said: the pending message goes), or failed (an error card, after keeping any text as an
+// interrupted answer). Either way its turn's end goes to the history (hooks.ended) before
+// anything else is said, so an error card is never drawn over by what it keeps.
 //
 // At most one answer runs at a time. It is bound to the conversation it answers, so switching
 // chats mid-answer stops it and its text still lands in the right conversation. A stopped
@@ -13,8 +14,10 @@
 import { t } from "./i18n.js";
 import { appendPendingAnswer, clearErrors, paintStreaming, showAnswerStatus, showError, updateComposer } from "./messages.js";
 
-let hooks; // { backend, isOnScreen(conversation), render(), save(conversation), onOverflow(error) }
-let current = null; // { conversation, element, body, status, text, stopping, paintFrame }
+// { backend, isOnScreen(conversation), render(), stored(turn, ids), ended(conversation, turn, message | null),
+//   onOverflow(error) }
+let hooks;
+let current = null; // { conversation, turn, element, body, status, text, stopping, paintFrame }
 
 export function initAnswers(context) {
   hooks = context;
@@ -24,10 +27,11 @@ export function currentAnswer() {
   return current;
 }
 
-/** Start answering `conversation` with `request` (the chat message's fields). */
-export function startAnswer(conversation, request) {
+/** Start answering `conversation` with `request` (the chat message's fields); `turn` is what
+ * the history needs to keep it (chat.js). */
+export function startAnswer(conversation, request, turn) {
   clearErrors();
-  const answer = { conversation, ...appendPendingAnswer(), text: "", stopping: false, paintFrame: 0 };
+  const answer = { conversation, turn, ...appendPendingAnswer(), text: "", stopping: false, paintFrame: 0 };
   current = answer;
   refreshComposer();
   const sent = hooks.backend.ask(request, (event) => onEvent(answer, event));
@@ -55,6 +59,9 @@ export function refreshComposer() {
 
 function onEvent(answer, event) {
   switch (event.type) {
+    case "stored": // where the server keeps the turn, before anything else
+      hooks.stored(answer.turn, event);
+      break;
     case "queued":
       showAnswerStatus(answer.status, t("queued", { n: event.position }));
       break;
@@ -74,9 +81,7 @@ function onEvent(answer, event) {
       fail(answer, event.error || {});
       break;
     case "disconnected":
-      if (answer.text) finish(answer, { finish: "interrupted" });
-      else drop(answer);
-      showError({ text: t("errDisconnected"), retry: true });
+      cutOff(answer).then(() => showError({ text: t("errDisconnected"), retry: true }));
       break;
   }
 }
@@ -95,21 +100,25 @@ async function finish(answer, meta) {
   if (meta.timings) message.timings = meta.timings;
   answer.conversation.messages.push(message);
   hooks.render(); // the chat on screen, whichever it is: its composer and welcome were waiting for this
-  await hooks.save(answer.conversation);
+  await hooks.ended(answer.conversation, answer.turn, message);
 }
 
 /** Nothing was said: the pending message goes and the conversation is as before. */
-function drop(answer) {
+async function drop(answer) {
   if (current === answer) current = null;
   cancelAnimationFrame(answer.paintFrame);
   answer.element.remove();
   refreshComposer();
+  await hooks.ended(answer.conversation, answer.turn, null);
 }
 
-function fail(answer, error) {
-  // An error ends the answer; any text already shown is kept as an interrupted answer.
-  if (answer.text) finish(answer, { finish: "interrupted" });
-  else drop(answer);
+/** The answer ended before its time: any text already shown is kept as an interrupted answer. */
+function cutOff(answer) {
+  return answer.text ? finish(answer, { finish: "interrupted" }) : drop(answer);
+}
+
+async function fail(answer, error) {
+  await cutOff(answer);
   if (!hooks.isOnScreen(answer.conversation)) return;
   if (error.code === "context_length_exceeded") hooks.onOverflow(error);
   else if (error.code === "server_busy") showError({ text: t("errBusy"), retry: true, testid: "busy-error" });

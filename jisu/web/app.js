@@ -1,6 +1,7 @@
 // Entry point: wires the header (model, role, language, theme), the settings dialog, the
-// connection banner, the sidebar and the chat view together. State that outlives a page load
-// is in store.js; everything here is glue.
+// connection banner, the sidebar and the chat view together. Settings that outlive a page
+// load are in store.js, the chats in the history the mode chooses (history.js); everything
+// here is glue.
 
 import { apiKey, authHeaders, setApiKey, takeKeyFromUrl } from "./access.js";
 import { draw as drawAttachments } from "./attachments.js";
@@ -9,11 +10,15 @@ import * as chat from "./chat.js";
 import { draw as drawGauge, refreshGauge } from "./context-gauge.js";
 import { initFallbackNote, showFallbackNote } from "./fallback-note.js";
 import { applyI18n, getLang, setLang, t } from "./i18n.js";
+import { chooseHistory, history } from "./history.js";
+import { drawHistoryFiles, initHistoryFiles } from "./history-files.js";
 import { fillIcons, icon } from "./icons.js";
+import { showError } from "./messages.js";
+import { drawMigration, initMigration, offerMigration } from "./migrate.js";
 import { PRESET_KEYS, preset, presetOf, systemFor } from "./presets.js";
 import { draw as drawSidebar, initSidebar, refreshSidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
-import { loadSettings, putConversation, saveSettings } from "./store.js";
+import { loadSettings, saveSettings } from "./store.js";
 
 const byId = (id) => document.getElementById(id);
 const systemDark = matchMedia("(prefers-color-scheme: dark)");
@@ -26,6 +31,7 @@ let deviceModel = null; // in device mode: the model this page runs ({name, quan
 let modelTried = false; // before the first answer the header says "connecting"
 let connection = { state: "connecting" };
 let everFailed = false; // no banner while the very first connection is being made
+let serverHistoryOff = false; // the server answers, but could not open its history file
 
 boot();
 
@@ -35,6 +41,8 @@ async function boot() {
   applyTheme();
   buildRoleSelect();
   chat.initChat({ backend, settings, onSaved: () => refreshSidebar(), onNewChat: newChat });
+  initMigration({ onMoved: () => refreshSidebar() });
+  initHistoryFiles({ currentConversation: chat.currentConversation, onImported: () => refreshSidebar() });
   const config = await webConfig();
   initBackend({
     settings, saveSettings, socket, hasServer: config.server !== false, browserMode: config.browser_mode !== false,
@@ -46,13 +54,10 @@ async function boot() {
       backend.prime(chat.currentConversation()?.system);
     },
   });
+  chooseHistory(historyKind());
   initSidebar({
     currentId: () => chat.currentConversation()?.id,
-    onOpen: (conversation) => {
-      chat.openConversation(conversation);
-      syncRole();
-      drawSidebar();
-    },
+    onOpen: openSaved,
     onNew: () => newChat(),
     onDeleted,
     onRenamed,
@@ -65,8 +70,49 @@ async function boot() {
   startBackend();
   if (mode() === "server") loadModel();
   else showModel();
-  await refreshSidebar();
+  await readHistory();
   document.body.dataset.ready = "true"; // tests wait for this
+}
+
+/** The server's history in server mode; this browser's in browser mode, and when the server
+ * has its history turned off. */
+function historyKind() {
+  return mode() === "server" && !serverHistoryOff ? "server" : "local";
+}
+
+/** List the chats; with the server's history read, offer (once) to move this browser's
+ * earlier chats there. */
+async function readHistory() {
+  const failure = await refreshSidebar();
+  if (history().kind !== "server") return;
+  if (!failure) {
+    await offerMigration();
+  } else if (failure.code === "history_unavailable") {
+    // The server still answers, without keeping chats (it says why in its log): this browser
+    // keeps them meanwhile, as before there was server history, and offers to move them later.
+    serverHistoryOff = true;
+    chooseHistory(historyKind());
+    newChat();
+    await refreshSidebar();
+  }
+}
+
+/** Open a conversation from the sidebar; a search hit on another branch shows that branch. */
+async function openSaved(summary) {
+  const hit = summary.match?.messageId || null;
+  let conversation;
+  try {
+    conversation = await history().open(summary.id);
+    if (hit && !conversation.messages.some((message) => message.id === hit)) {
+      await history().switchBranch(conversation, hit);
+    }
+  } catch (error) {
+    showError({ text: t("errHistory", { message: error.message }) });
+    return;
+  }
+  chat.openConversation(conversation, { hit });
+  syncRole();
+  drawSidebar();
 }
 
 function newChat(prefill = "") {
@@ -86,13 +132,9 @@ function onDeleted(id) {
 }
 
 async function onRenamed(renamed) {
+  await history().rename(renamed.id, renamed.title);
   const current = chat.currentConversation();
-  if (current?.id === renamed.id) {
-    current.title = renamed.title; // the chat's copy may hold newer messages: save that one
-    await chat.saveConversation(current);
-  } else {
-    await putConversation(renamed);
-  }
+  if (current?.id === renamed.id) current.title = renamed.title; // its next save keeps the new title
 }
 
 // ---- header: model, role, language, theme ----------------------------------------------
@@ -122,6 +164,13 @@ async function webConfig() {
 }
 
 function onBackendChange() {
+  const kept = history();
+  if (chooseHistory(historyKind()) !== kept) {
+    // Server and browser mode keep their chats apart (history.js): the list and the chat on
+    // screen are the other side's now.
+    newChat();
+    readHistory();
+  }
   if (mode() === "server") {
     deviceModel = null;
     if (!model) loadModel();
@@ -204,6 +253,8 @@ function switchLang(lang) {
   drawAttachments();
   drawGauge();
   drawSidebar();
+  drawMigration();
+  drawHistoryFiles();
   byId("setting-lang").value = lang;
 }
 
@@ -229,6 +280,7 @@ function onConnection(status) {
   if (status.state === "open") {
     banner.hidden = true;
     if (!model) loadModel();
+    readHistory(); // the server may have been out of reach, or wanting a key, when the page loaded
   } else if (status.state === "unauthorized") {
     banner.hidden = false;
     byId("conn-text").textContent = t("keyNeeded");
@@ -294,6 +346,7 @@ function openSettings(focus) {
   byId("temperature-value").textContent = Number(settings.temperature).toFixed(2);
   byId("setting-max-tokens").value = settings.maxTokens;
   byId("setting-system").value = chat.currentConversation()?.system || "";
+  drawHistoryFiles();
   byId("settings-dialog").showModal();
   if (focus) focus.focus();
 }

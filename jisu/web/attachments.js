@@ -1,8 +1,8 @@
 // Text files in a message: dropped on the page, pasted, or picked with the paperclip. Each one
 // is read here, checked (text, not too big, not too many), counted in tokens and shown as a
-// chip above the composer; when the message is sent its files go with it, stored in the
-// conversation (IndexedDB) as {name, size, lang, text, tokens, estimated}, so a reload shows
-// the chips and every later turn sends the files again.
+// chip above the composer; when the message is sent its files go with it. A chat kept in this
+// browser stores them as {name, size, lang, text, tokens, estimated}; the server stores what
+// the model read (contentForModel), and splitAttachments() reads the chips back out of it.
 //
 // The message's `content` stays what the user typed: the transcript shows it and the chips,
 // editing edits only the typed text, and contentForModel() builds what the model reads.
@@ -67,6 +67,39 @@ export function formatAttachment({ name, lang, text }) {
 export function contentForModel(message) {
   const files = (message.attachments || []).map(formatAttachment);
   return [...files, message.content || ""].filter(Boolean).join("\n\n");
+}
+
+/** The messages as the model reads them: each user message's files joined into its text. */
+export function forModel(messages) {
+  return messages.map((message) => (message.attachments?.length
+    ? { ...message, content: contentForModel(message) }
+    : message));
+}
+
+// The head of one file block as formatAttachment writes it: name, then the opening fence.
+const FILE_HEAD = /^File: ([^\n]+)\n(`{3,})([^\n`]*)\n/;
+
+/**
+ * The inverse of contentForModel, for a user message read back from the server, which keeps
+ * what the model read: the file blocks at its start become attachments again (shown as chips,
+ * sent as they were on an edit) and the rest is the typed text. Exact, because a block's
+ * fence is longer than any run of backticks in its file: the first line that starts with it
+ * closes the block. Anything not in that shape stays text. Sizes are of the text as stored,
+ * the token counts are not known (the chip leaves them out).
+ */
+export function splitAttachments(content) {
+  const attachments = [];
+  let rest = content;
+  for (let head = FILE_HEAD.exec(rest); head; head = FILE_HEAD.exec(rest)) {
+    const [opening, name, fence, lang] = head;
+    const close = rest.indexOf(`\n${fence}`, opening.length);
+    const after = close + 1 + fence.length;
+    if (close < 0 || (after < rest.length && !rest.startsWith("\n\n", after))) break;
+    const text = rest.slice(opening.length, close);
+    attachments.push({ name, lang, text, size: new TextEncoder().encode(text).length });
+    rest = rest.slice(after + 2);
+  }
+  return attachments.length ? { content: rest, attachments } : { content };
 }
 
 /** Tokens of a message's files as counted when attached (each one's formatted block). */
@@ -269,10 +302,12 @@ export function attachmentChip(file, { checking = false, onRemove = null } = {})
   const meta = document.createElement("span");
   meta.className = "file-chip-meta";
   meta.dataset.testid = "attachment-meta";
+  const counted = !checking && file.tokens != null; // files read back from the server have no count
   const tokens = checking ? t("attachCounting")
-    : t(file.estimated ? "attachTokensEstimated" : "attachTokens", { n: file.tokens.toLocaleString("en-US") });
-  meta.textContent = `${formatSize(file.size)} · ${tokens}`;
-  if (!checking) chip.dataset.tokens = file.tokens;
+    : counted ? t(file.estimated ? "attachTokensEstimated" : "attachTokens", { n: file.tokens.toLocaleString("en-US") })
+      : "";
+  meta.textContent = [formatSize(file.size), tokens].filter(Boolean).join(" · ");
+  if (counted) chip.dataset.tokens = file.tokens;
   chip.setAttribute("aria-busy", String(checking));
   chip.title = `${file.name} · ${meta.textContent}`;
   chip.append(icon("file"), name, meta);

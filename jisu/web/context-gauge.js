@@ -9,7 +9,7 @@
 // only once typing pauses (DEBOUNCE_MS), so typing does not send a request per keystroke.
 // Without any usage (a new chat, a conversation from before), every message is counted.
 
-import { attachmentTokens } from "./attachments.js";
+import { attachmentTokens, contentForModel } from "./attachments.js";
 import { t } from "./i18n.js";
 import { countTokens } from "./token-count.js";
 
@@ -78,8 +78,10 @@ async function tokensToSend() {
   for (const message of messages.slice(answered + 1)) {
     if (message.role !== "user" && message.role !== "assistant") continue; // notices are not sent
     if (!message.content && !message.attachments?.length) continue;
-    history.push(message.content || "");
-    add(attachmentTokens(message));
+    // Files read back from the server have no count of their own: their text is counted here.
+    const counted = (message.attachments || []).every((file) => file.tokens != null);
+    history.push(counted ? message.content || "" : contentForModel(message));
+    if (counted) add(attachmentTokens(message));
     used += TEMPLATE_TOKENS;
   }
   const draft = source.draft().trim();

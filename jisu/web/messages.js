@@ -1,7 +1,8 @@
 // The message view: the conversation on screen as a list (user bubbles, rendered answers with
-// their stats line, trim notices), editing a sent message, the error and overflow cards, and
-// the composer's send/stop state. It keeps no conversation state of its own: chat.js and
-// answer.js say what to show, and the user's actions go back through initMessages' handlers.
+// their stats line, trim notices), "‹ 2/3 ›" on a message with other versions (branches),
+// editing a sent message, the error and overflow cards, and the composer's send/stop state.
+// It keeps no conversation state of its own: chat.js and answer.js say what to show, and the
+// user's actions go back through initMessages' handlers.
 
 import { attachmentChip } from "./attachments.js";
 import { t } from "./i18n.js";
@@ -10,7 +11,9 @@ import { copyText, renderMarkdown } from "./render.js";
 
 const byId = (id) => document.getElementById(id);
 
-let actions; // { regenerate(), retry(), resend(index, text), rerender() }
+let actions; // { regenerate(), retry(), resend(index, text), switchBranch(message, step), rerender() }
+// How an answer that did not end by itself ended: it is marked as cut short.
+const CUT_SHORT = new Set(["cancelled", "interrupted", "shutdown", "cut_short"]);
 
 export function initMessages(handlers) {
   actions = handlers;
@@ -18,22 +21,28 @@ export function initMessages(handlers) {
 
 /**
  * Show `conversation`. `answer` is the one being generated, if any (it may belong to another
- * conversation): while it runs nothing can be edited or regenerated.
+ * conversation): while it runs nothing can be edited, regenerated or switched. `hitId` is a
+ * message a search found: it is marked and scrolled to, instead of the end.
  */
-export function renderMessages(conversation, answer, connected) {
+export function renderMessages(conversation, answer, connected, hitId = null) {
   const list = byId("messages");
   list.replaceChildren();
   const { messages } = conversation;
+  if (conversation.trimmed) list.append(noticeElement(conversation.trimmed)); // what this branch left out
   const lastAssistant = messages.findLastIndex((message) => message.role === "assistant");
   messages.forEach((message, index) => {
     const isLastAnswer = index === lastAssistant && index === messages.length - 1;
-    list.append(messageElement(message, index, isLastAnswer, Boolean(answer)));
+    const element = messageElement(message, index, isLastAnswer, Boolean(answer));
+    if (hitId && message.id === hitId) element.dataset.hit = "true";
+    list.append(element);
   });
   if (answer && answer.conversation === conversation) list.append(answer.element);
   else if (messages.at(-1)?.role === "user") showError({ text: t("unanswered"), retry: true, testid: "unanswered" });
   byId("empty-state").hidden = messages.length > 0 || Boolean(answer);
   updateComposer(answer, connected);
-  scrollToBottom(true);
+  const found = list.querySelector("[data-hit]");
+  if (found) found.scrollIntoView({ block: "center" });
+  else scrollToBottom(true);
 }
 
 /** The assistant message an answer streams into, appended to the list; its status says "thinking". */
@@ -90,10 +99,12 @@ function messageShell(role) {
 
 function messageElement(message, index, isLastAnswer, generating) {
   if (message.role === "notice") return noticeElement(message);
-  const item = messageShell(message.role);
+  // A system or tool message (in a ChatGPT import) reads like an answer.
+  const item = messageShell(message.role === "user" ? "user" : "assistant");
   item.dataset.index = index;
   const buttons = document.createElement("div");
   buttons.className = "msg-actions";
+  if (message.siblings?.count > 1) buttons.append(branchSwitcher(message, generating));
   if (message.role === "user") {
     // Its files as chips, not their text: the model reads them, the reader sees what they were.
     if (message.attachments?.length) item.append(filesElement(message.attachments));
@@ -111,6 +122,7 @@ function messageElement(message, index, isLastAnswer, generating) {
     return item;
   }
   const body = item.querySelector(".answer-body");
+  if (CUT_SHORT.has(message.finish)) item.dataset.cutShort = "true";
   if (message.content) renderMarkdown(body, message.content);
   else body.textContent = message.finish === "cancelled" ? t("emptyCancelled") : "";
   item.append(statsElement(message));
@@ -125,7 +137,32 @@ function messageElement(message, index, isLastAnswer, generating) {
   return item;
 }
 
-/** "first token 0.31 s · 34.2 tokens/s · 57 tokens", from the server's done event. */
+/** "‹ 2/3 ›": the message is the 2nd of 3 versions (an edit, an answer given again); the
+ * arrows show the others, each with the turns that followed it. */
+function branchSwitcher(message, generating) {
+  const { index, count } = message.siblings;
+  const arrow = (glyph, label, testid, step, edge) => {
+    const arrowButton = button(glyph, testid, () => actions.switchBranch(message, step), "branch-btn");
+    arrowButton.setAttribute("aria-label", label);
+    arrowButton.title = label;
+    arrowButton.dataset.edge = String(edge); // stays disabled when an answer ends (updateComposer)
+    arrowButton.disabled = generating || edge;
+    return arrowButton;
+  };
+  const switcher = document.createElement("span");
+  switcher.className = "branches";
+  switcher.dataset.testid = "branch-switcher";
+  const position = document.createElement("span");
+  position.dataset.testid = "branch-position";
+  position.textContent = `${index + 1}/${count}`;
+  position.setAttribute("aria-label", t("branchPosition", { n: index + 1, count }));
+  switcher.append(arrow("‹", t("branchPrev"), "branch-prev", -1, index === 0), position,
+    arrow("›", t("branchNext"), "branch-next", 1, index === count - 1));
+  return switcher;
+}
+
+/** "first token 0.31 s · 34.2 tokens/s · 57 tokens", from the server's done event or, for an
+ * answer read back, the stats the server stored with it. */
 function statsElement(message) {
   const stats = document.createElement("div");
   stats.className = "stats";
@@ -137,7 +174,7 @@ function statsElement(message) {
   const count = message.usage?.completion_tokens ?? timings.completion_tokens;
   if (count != null) parts.push(t("statsTokens", { n: count }));
   const notes = { length: t("finishLength"), cancelled: t("finishCancelled"), interrupted: t("finishInterrupted"),
-    shutdown: t("finishShutdown") };
+    shutdown: t("finishShutdown"), cut_short: t("finishCutShort"), streaming: t("finishStreaming") };
   if (notes[message.finish]) {
     const note = document.createElement("span");
     note.className = `finish finish-${message.finish}`;
@@ -302,6 +339,9 @@ export function updateComposer(answer, connected) {
   stopButton.title = stopButton.getAttribute("aria-label");
   for (const locked of document.querySelectorAll('#messages [data-testid="edit-message"], #messages [data-testid="regenerate"]')) {
     locked.disabled = generating;
+  }
+  for (const arrow of document.querySelectorAll("#messages .branch-btn")) {
+    arrow.disabled = generating || arrow.dataset.edge === "true";
   }
 }
 

@@ -1,15 +1,24 @@
-// The sidebar: past conversations (from IndexedDB) with new / open / rename / delete / search.
-// On a wide screen the toggle collapses it; on a phone it is a drawer over the chat.
+// The sidebar: past conversations (from the history: the server's, or this browser's in
+// browser mode; history.js) with new / open / rename / delete / search. A search asks the
+// history for every word in titles and messages, every branch included, and shows where each
+// conversation matched; opening one goes to that message. On a wide screen the toggle
+// collapses the sidebar; on a phone it is a drawer over the chat.
 
+import { history } from "./history.js";
 import { t } from "./i18n.js";
 import { iconButton } from "./icons.js";
-import { deleteConversation, listConversations } from "./store.js";
 
 const byId = (id) => document.getElementById(id);
 const narrow = matchMedia("(max-width: 800px)");
+const SEARCH_DEBOUNCE_MS = 250; // a search is a request to the server: not one per key
 
-let ctx; // { currentId(), onOpen(conversation), onNew(), onDeleted(id), onRenamed(conversation) }
-let conversations = [];
+let ctx; // { currentId(), onOpen(summary), onNew(), onDeleted(id), onRenamed({id, title}) }
+let items = []; // summaries on show: {id, title, updatedAt, match}
+let hasMore = false; // the history holds more than is listed ("show more")
+let query = ""; // what the list on show was searched for
+let failure = null; // why the history could not be read
+let latest = 0; // the newest read: an older one that answers later is dropped
+let searchTimer = 0;
 
 export function initSidebar(context) {
   ctx = context;
@@ -17,7 +26,11 @@ export function initSidebar(context) {
     ctx.onNew();
     if (narrow.matches) setDrawer(false);
   });
-  byId("search").addEventListener("input", draw);
+  byId("search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(refreshSidebar, SEARCH_DEBOUNCE_MS);
+  });
+  byId("conversation-more").addEventListener("click", () => load(items.length));
   byId("sidebar-toggle").addEventListener("click", toggle);
   byId("sidebar-close").addEventListener("click", () => setDrawer(false));
   byId("scrim").addEventListener("click", () => setDrawer(false));
@@ -28,9 +41,30 @@ export function initSidebar(context) {
   syncToggle();
 }
 
-export async function refreshSidebar() {
-  conversations = await listConversations();
+/** Read the list again (searched, when the search box says so). Never rejects: resolves to
+ * why the history could not be read, or null. */
+export function refreshSidebar() {
+  return load(0);
+}
+
+async function load(offset) {
+  const run = ++latest;
+  const searched = byId("search").value.trim();
+  let page;
+  try {
+    page = await history().list(searched, offset);
+  } catch (error) {
+    if (run === latest) {
+      [items, hasMore, failure] = [[], false, error];
+      draw();
+    }
+    return error;
+  }
+  if (run !== latest) return null; // a newer read is under way: it draws
+  items = offset ? [...items, ...page.items] : page.items;
+  [hasMore, query, failure] = [page.hasMore, searched, null];
   draw();
+  return null;
 }
 
 function toggle() {
@@ -57,22 +91,14 @@ function syncToggle() {
   if (!narrow.matches) byId("scrim").hidden = true;
 }
 
-/** Matches in the title or in any message, ignoring case. */
-function matches(conversation, query) {
-  if (!query) return true;
-  const needle = query.toLowerCase();
-  if ((conversation.title || "").toLowerCase().includes(needle)) return true;
-  return conversation.messages.some((message) => (message.content || "").toLowerCase().includes(needle));
-}
-
 export function draw() {
-  const query = byId("search").value.trim();
-  const shown = conversations.filter((conversation) => matches(conversation, query));
   const list = byId("conversation-list");
-  list.replaceChildren(...shown.map(itemEl));
+  list.replaceChildren(...items.map(itemEl));
   const empty = byId("conversation-empty");
-  empty.hidden = shown.length > 0;
-  empty.textContent = conversations.length ? t("noMatches") : t("noConversations");
+  empty.hidden = items.length > 0;
+  empty.textContent = failure ? t("historyUnavailable", { message: failure.message })
+    : query ? t("noMatches") : t("noConversations");
+  byId("conversation-more").hidden = !hasMore;
 }
 
 function itemEl(conversation) {
@@ -84,8 +110,19 @@ function itemEl(conversation) {
   open.type = "button";
   open.className = "conv-open";
   open.dataset.testid = "conversation-open";
-  open.textContent = conversation.title || t("untitled");
-  open.title = open.textContent;
+  const title = document.createElement("span");
+  title.className = "conv-title";
+  title.textContent = conversation.title || t("untitled");
+  open.title = title.textContent;
+  open.append(title);
+  // Where a search found it: the text around the words (a title match shows as the title).
+  if (query && conversation.match?.messageId) {
+    const snippet = document.createElement("span");
+    snippet.className = "conv-snippet";
+    snippet.dataset.testid = "conversation-snippet";
+    snippet.textContent = conversation.match.snippet;
+    open.append(snippet);
+  }
   if (conversation.id === ctx.currentId()) {
     li.classList.add("active");
     open.setAttribute("aria-current", "page");
@@ -113,7 +150,7 @@ function startRename(li, conversation) {
     const title = input.value.trim();
     if (keep && title && title !== conversation.title) {
       conversation.title = title;
-      await ctx.onRenamed(conversation);
+      await ctx.onRenamed(conversation).catch(() => {}); // the list read again shows what was kept
     }
     await refreshSidebar();
   };
@@ -134,8 +171,12 @@ function confirmDelete(conversation) {
   dialog.returnValue = "";
   dialog.addEventListener("close", async () => {
     if (dialog.returnValue !== "ok") return;
-    await deleteConversation(conversation.id);
-    ctx.onDeleted(conversation.id);
+    try {
+      await history().remove(conversation.id);
+      ctx.onDeleted(conversation.id);
+    } catch {
+      // not deleted (the server is gone, or it was deleted elsewhere): the list read again says which
+    }
     await refreshSidebar();
   }, { once: true });
   dialog.showModal();

@@ -1,12 +1,16 @@
 // Persistence in the browser. Conversations can grow large, so they live in IndexedDB (one
 // record per conversation); settings are a few small values needed synchronously at start-up,
-// so they live in localStorage.
+// so they live in localStorage. IndexedDB keeps the chats of browser mode (history-local.js);
+// a page talking to a server keeps them there instead (history-server.js), and only reads
+// these records once, to offer moving them to the server (migrate.js).
 //
 // Conversation record:
 //   { id, title, createdAt, updatedAt, role: preset key | "custom", system: string,
-//     messages: [ {role: "user", content, attachments?: [{name, size, lang, text, tokens, estimated?}]}
-//               | {role: "assistant", content, finish, usage, timings}
-//               | {role: "notice", kind: "trimmed", dropped: [{role, content}]} ] }
+//     activeLeafId, messages: [every message of every branch, in the order written:
+//       {id, parentId, role: "user", content, attachments?: [{name, size, lang, text, tokens, estimated?}]}
+//     | {id, parentId, role: "assistant", content, finish, usage, timings}
+//     | {id, parentId, role: "notice", kind: "trimmed", dropped: [{role, content}]} ] }
+// Records written before branches have no ids: one branch, in order (branches.js reads them).
 // Notices are shown in the chat but never sent to the model. A user message's `content` is what
 // was typed; its attachments (text files) are sent with it on every turn (attachments.js).
 
@@ -45,6 +49,10 @@ async function run(mode, work) {
 export async function listConversations() {
   const all = await run("readonly", (store) => store.getAll());
   return (all || []).sort((a, b) => b.updatedAt - a.updatedAt);
+}
+
+export function getConversation(id) {
+  return run("readonly", (store) => store.get(id));
 }
 
 export function putConversation(conversation) {
