@@ -1,9 +1,11 @@
-"""Fixtures for the browser tests: a real `jisu serve` with the stand-in model, and Debian's
-chromium driven by Playwright (a browser download via `playwright install` is not available
-here, so the system chromium is launched by path).
+"""Fixtures for the browser tests: a real `jisu serve` with the stand-in model, the same app on
+the fake engine of the unit tests (fake_server: the real page, socket and conversation store,
+without a model's CPU), and Debian's chromium driven by Playwright (a browser download via
+`playwright install` is not available here, so the system chromium is launched by path).
 
-Servers are started once per session; every test gets a fresh browser context, which means
-an empty IndexedDB and localStorage.
+The real servers are started once per session and keep the page's chats, so each test starts
+with their history emptied; every test gets a fresh browser context, which means an empty
+IndexedDB and localStorage.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from live_server import running_server
+from live_server import running_server, serving_in_thread
 CHROMIUM = os.environ.get("JISU_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags chromium keeps dialling Google on a closed network.
 CHROMIUM_ARGS = [
@@ -30,6 +34,45 @@ class Server:
     def models(self) -> dict:
         with urllib.request.urlopen(f"{self.url}/v1/models", timeout=10) as response:
             return json.load(response)
+
+
+def delete_history(url: str) -> None:
+    """Delete every conversation the server keeps for the local user."""
+    while ids := [item["id"] for item in httpx.get(f"{url}/v1/conversations", params={"limit": 100}).json()["data"]]:
+        for conversation_id in ids:
+            httpx.delete(f"{url}/v1/conversations/{conversation_id}").raise_for_status()
+
+
+@pytest.fixture(autouse=True)
+def empty_history(request):
+    """The session's servers keep every test's chats: each test starts without the others'."""
+    for name in ("server", "small_server"):
+        if name in request.fixturenames:
+            delete_history(request.getfixturevalue(name).url)
+
+
+@pytest.fixture
+def fake_server(tmp_path):
+    """fake_server(answer=None, step_delay_s=0.0, ctx_size=2048, history_path=None) -> a Server:
+    jisu's app on the fake engine (tests/fakes.py), served in a thread with a conversation store
+    of its own (or the file at `history_path`). `answer(prompt)` is what the model says (by
+    default "Hello from the fake model!"); each step takes `step_delay_s`, for answers long
+    enough to be interrupted; a token is a byte."""
+    from fakes import FakeEngine, fake_runtime
+    from jisu.server.app import create_app
+
+    with ExitStack() as stack:
+        def start(answer=None, step_delay_s: float = 0.0, ctx_size: int = 2048,
+                  history_path: Path | None = None) -> Server:
+            engine = FakeEngine(step_delay_s=step_delay_s, ctx_size=ctx_size)
+            if answer is not None:
+                engine.answer = answer
+            runtime = stack.enter_context(fake_runtime(engine, parallel=2))
+            app = create_app(runtime, history_path=history_path or tmp_path / f"history-{id(engine)}.db")
+            url, _ = stack.enter_context(serving_in_thread(app))
+            return Server(url)
+
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -1,52 +1,47 @@
-"""Conversations kept in IndexedDB (sidebar: reload, open, rename, search, delete) and what
-happens when a conversation outgrows the model's context."""
+"""Conversations in the sidebar (reload, open, rename, search, delete) and what happens when a
+conversation outgrows the model's context. The page keeps them on the server: these run on
+jisu's app with the fake engine (conftest.fake_server), whose store is the real one."""
 
 from __future__ import annotations
 
-import time
-
+import httpx
 import pytest
-from uihelpers import ask, configure, open_app, put_conversation, record_sent_frames, shot, wait_answer_done, wait_ready
+from uihelpers import (ask, configure, keep_on_server, open_app, open_conversation, record_sent_frames, shot,
+                       stored_messages, wait_answer_done, wait_ready)
 
 pytestmark = pytest.mark.browser
-
-
-def stored(id_: str, title: str, turns: list[tuple[str, str]], system: str = "You are a helpful assistant.") -> dict:
-    now = int(time.time() * 1000)
-    messages = []
-    for user, assistant in turns:
-        messages.append({"role": "user", "content": user})
-        if assistant is not None:
-            messages.append({"role": "assistant", "content": assistant, "finish": "stop"})
-    return {"id": id_, "title": title, "createdAt": now, "updatedAt": now, "role": "custom",
-            "system": system, "messages": messages}
 
 
 def items(page):
     return page.get_by_test_id("conversation-item")
 
 
-def test_conversations_survive_reload_and_can_be_renamed_searched_deleted(new_page, server):
+def wait_items(page, count: int) -> None:
+    """The sidebar lists `count` conversations (a search is answered by the server)."""
+    page.wait_for_function("n => document.querySelectorAll('[data-testid=conversation-item]').length === n", arg=count)
+
+
+def test_conversations_survive_reload_and_can_be_renamed_searched_deleted(new_page, fake_server):
+    server = fake_server()
     page = new_page(locale="zh-CN")
     open_app(page, server)
-    configure(page, temperature=0, max_tokens=16)
     ask(page, "用一句话介绍上海。")
     wait_answer_done(page)
-    answer = page.get_by_test_id("answer-body").inner_text()
-    # A second, older conversation to search among.
-    put_conversation(page, stored("older", "Rust 所有权", [("Rust 的所有权是什么？", "所有权是 Rust 管理内存的方式。")]))
+    # A second, older conversation to search among, as another browser or the CLI left it.
+    keep_on_server(server, "Rust 所有权", [{"role": "user", "content": "Rust 的所有权是什么？"},
+                                          {"role": "assistant", "content": "所有权是 Rust 管理内存的方式。"}])
 
     page.reload()
     wait_ready(page)
     assert page.get_by_test_id("empty-state").is_visible(), "a reload starts on a new, empty chat"
     assert items(page).count() == 2
-    first = items(page).filter(has_text="用一句话介绍上海")
-    first.get_by_test_id("conversation-open").click()
+    open_conversation(page, "用一句话介绍上海")
     assert page.get_by_test_id("user-text").inner_text() == "用一句话介绍上海。"
-    assert page.get_by_test_id("answer-body").inner_text() == answer
-    assert page.get_by_test_id("answer-stats").is_visible(), "stats are stored with the answer"
+    assert page.get_by_test_id("answer-body").inner_text() == "Hello from the fake model!"
+    assert "tokens" in page.get_by_test_id("answer-stats").inner_text(), "stats are stored with the answer"
 
-    # Rename, and the new title is stored.
+    # Rename, and the new title is kept.
+    first = items(page).filter(has_text="用一句话介绍上海")
     first.hover()
     first.get_by_test_id("rename-conversation").click()
     page.get_by_test_id("rename-input").fill("上海简介")
@@ -59,18 +54,18 @@ def test_conversations_survive_reload_and_can_be_renamed_searched_deleted(new_pa
     # Search matches titles and message text.
     search = page.get_by_test_id("search-input")
     search.fill("所有权")
+    page.wait_for_function("() => document.querySelector('[data-testid=conversation-snippet]')")
     assert items(page).count() == 1 and "Rust" in items(page).inner_text()
     search.fill("上海")
+    page.wait_for_function("() => !document.querySelector('[data-testid=conversation-item]')?.textContent.includes('Rust')")
     assert items(page).count() == 1 and "上海简介" in items(page).inner_text()
     search.fill("没有这个词 xyz")
-    assert items(page).count() == 0
+    wait_items(page, 0)
     assert page.get_by_test_id("conversation-empty").is_visible()
     search.fill("")
-    assert items(page).count() == 2
+    wait_items(page, 2)
 
     # Delete asks first: cancel keeps the conversation, OK removes the one asked about for good.
-    # (A delete is asynchronous, so "cancel kept it" is checked after the OK'd delete, which
-    # IndexedDB runs after anything the cancel might have started.)
     kept = items(page).filter(has_text="上海简介")
     kept.hover()
     kept.get_by_test_id("delete-conversation").click()
@@ -79,27 +74,28 @@ def test_conversations_survive_reload_and_can_be_renamed_searched_deleted(new_pa
     deleted.hover()
     deleted.get_by_test_id("delete-conversation").click()
     page.get_by_test_id("confirm-ok").click()
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation-item]').length === 1")
+    wait_items(page, 1)
     page.reload()
     wait_ready(page)
     assert items(page).count() == 1
     assert "上海简介" in items(page).inner_text(), "cancel kept the conversation, OK deleted the other"
+    assert [item["title"] for item in httpx.get(f"{server.url}/v1/conversations").json()["data"]] == ["上海简介"]
 
 
-def test_context_overflow_offers_new_chat_or_visible_trimming(new_page, small_server):
+def test_context_overflow_offers_new_chat_or_visible_trimming(new_page, fake_server):
+    server = fake_server(ctx_size=512)  # the fake model's tokens are bytes
     page = new_page(locale="en-US")
     sent = record_sent_frames(page)
-    open_app(page, small_server)
+    open_app(page, server)
     configure(page, temperature=0, max_tokens=24)
-    filler = "The quick brown fox jumps over the lazy dog near the quiet river bank. " * 9  # ~150 tokens
-    history = stored("long", "Long chat", [
-        (f"FIRST question. {filler}", f"First answer. {filler}"),
-        (f"SECOND question. {filler}", f"Second answer. {filler}"),
+    filler = "The quick brown fox jumps over the lazy dog. " * 2  # ~90 tokens
+    keep_on_server(server, "Long chat", [
+        {"role": "user", "content": f"FIRST question. {filler}"}, {"role": "assistant", "content": f"First answer. {filler}"},
+        {"role": "user", "content": f"SECOND question. {filler}"}, {"role": "assistant", "content": f"Second answer. {filler}"},
     ], system="SYSTEM PROMPT: answer briefly.")
-    put_conversation(page, history)
     page.reload()
     wait_ready(page)
-    page.get_by_test_id("conversation-open").click()
+    open_conversation(page, "Long chat")
     ask(page, "Now say hello.")
 
     card = page.get_by_test_id("overflow-card")
@@ -116,9 +112,10 @@ def test_context_overflow_offers_new_chat_or_visible_trimming(new_page, small_se
     assert page.get_by_test_id("chat-input").input_value() == "Now say hello."
     page.get_by_test_id("chat-input").fill("")
 
-    # Back to the long chat: the question has no answer yet; retrying overflows again.
-    page.get_by_test_id("conversation-item").filter(has_text="Long chat").get_by_test_id("conversation-open").click()
-    page.get_by_test_id("unanswered").get_by_test_id("retry").click()
+    # Back to the long chat: the server kept nothing of the refused turn; asking again overflows again.
+    open_conversation(page, "Long chat")
+    assert page.get_by_test_id("message-user").count() == 2
+    ask(page, "Now say hello.")
     page.get_by_test_id("overflow-card").wait_for(timeout=30_000)
 
     # Option 2: trim. The oldest turn goes, visibly; the system prompt and the question stay.
@@ -130,24 +127,27 @@ def test_context_overflow_offers_new_chat_or_visible_trimming(new_page, small_se
     notice.scroll_into_view_if_needed()
     shot(page, "context-trimmed")
     assert page.get_by_test_id("overflow-card").count() == 0, "after trimming the request fits"
-    last = [f for f in sent if f.get("type") == "chat"][-1]
-    contents = [m["content"] for m in last["messages"]]
-    assert last["messages"][0] == {"role": "system", "content": "SYSTEM PROMPT: answer briefly."}
-    assert not any("FIRST" in c for c in contents), "the dropped turn is not sent"
-    assert contents[-1] == "Now say hello."
+    assert [f for f in sent if f.get("type") == "chat"][-1]["messages"] == [{"role": "user", "content": "Now say hello."}]
+    # The model read the trimmed branch: the server keeps it beside the whole one.
+    branch = stored_messages(server)
+    assert [m["content"].split(".")[0] for m in branch[:3]] == ["SECOND question", "Second answer", "Now say hello"]
+    assert not any("FIRST" in m["content"] for m in branch), "the dropped turn is not sent"
+    assert branch[0]["siblings"]["count"] == 2
 
-    # The trimmed state is what is stored.
+    # The trimmed branch is what is kept on show, and the whole one is a click away.
     page.reload()
     wait_ready(page)
-    page.get_by_test_id("conversation-open").click()
-    assert "FIRST question" in page.get_by_test_id("trim-notice").inner_text()
+    open_conversation(page, "Long chat")
     assert page.get_by_test_id("message-user").count() == 2
+    assert page.get_by_test_id("user-text").first.inner_text().startswith("SECOND question")
+    page.get_by_test_id("message-user").first.get_by_test_id("branch-prev").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=user-text]')?.textContent.startsWith('FIRST')")
 
 
-def test_trim_plan_drops_whole_oldest_turns_only(new_page, server):
+def test_trim_plan_drops_whole_oldest_turns_only(new_page, fake_server):
     """The estimate behind "trim oldest turns", checked in the browser on trim.js itself."""
     page = new_page()
-    open_app(page, server)
+    open_app(page, fake_server())
     result = page.evaluate("""async () => {
         const {planTrim, applyTrim} = await import('/static/trim.js');
         const turn = (n) => [{role: 'user', content: `q${n} ` + 'x'.repeat(400)},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from uihelpers import ask, configure, open_app, shot, wait_answer_done, wait_ready
+from uihelpers import ask, configure, keep_on_server, open_app, open_conversation, shot, wait_answer_done, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -77,7 +77,8 @@ def test_role_presets_set_the_system_prompt(new_page, server):
     assert page.get_by_test_id("role-select").input_value() == "custom", "the role for new chats is remembered"
 
 
-def test_dark_mode_follows_system_and_toggles(new_page, server):
+def test_dark_mode_follows_system_and_toggles(new_page, fake_server):
+    server = fake_server()
     page = new_page(locale="zh-CN", color_scheme="dark")
     open_app(page, server)
     theme = lambda: page.evaluate("document.documentElement.dataset.theme")  # noqa: E731
@@ -86,15 +87,13 @@ def test_dark_mode_follows_system_and_toggles(new_page, server):
     dark_bg = background()
     assert page.evaluate("document.getElementById('hljs-light').disabled") is True
     # Show a code block so the dark highlight theme is in the screenshot.
-    page.evaluate("""async () => {
-        const store = await import('/static/store.js');
-        await store.putConversation({id: 'code', title: '代码示例', createdAt: 1, updatedAt: 1, role: 'general',
-            system: '', messages: [{role: 'user', content: '写一个 JS 防抖函数'},
-            {role: 'assistant', content: '```js\\nfunction debounce(fn, ms) {\\n  let t;\\n  return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };\\n}\\n```', finish: 'stop'}]});
-    }""")
+    keep_on_server(server, "代码示例", [
+        {"role": "user", "content": "写一个 JS 防抖函数"},
+        {"role": "assistant", "content": "```js\nfunction debounce(fn, ms) {\n  let t;\n"
+                                         "  return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };\n}\n```"}])
     page.reload()
     wait_ready(page)
-    page.get_by_test_id("conversation-open").click()
+    open_conversation(page)
     assert page.locator("pre code.hljs .hljs-keyword").count() > 0, "code is highlighted"
     assert page.get_by_test_id("copy-code").is_visible()
     assert unnamed_controls(page) == [], "every control has an accessible name"

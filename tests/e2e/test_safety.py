@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakesocket import FakeSocket
-from uihelpers import ask, configure, open_app, put_conversation, wait_answer_done, wait_ready
+from uihelpers import ask, configure, keep_on_server, open_app, open_conversation, wait_answer_done, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -42,22 +41,19 @@ def assert_inert(page) -> None:
     assert page.evaluate("window.__xss") is None
 
 
-def test_stored_answer_with_html_renders_as_text(new_page, server):
+def test_stored_answer_with_html_renders_as_text(new_page, fake_server):
+    server = fake_server()
     page = new_page(locale="en-US")
     open_app(page, server)
-    put_conversation(page, {
-        "id": "xss", "title": '<img src=x onerror="window.__xss=8">', "createdAt": 1, "updatedAt": 1,
-        "role": "general", "system": "",
-        "messages": [
-            {"role": "user", "content": '<img src=x onerror="window.__xss=9"> repeat this'},
-            {"role": "assistant", "content": ATTACK, "finish": "stop"},
-        ],
-    })
+    keep_on_server(server, '<img src=x onerror="window.__xss=8">', [
+        {"role": "user", "content": '<img src=x onerror="window.__xss=9"> repeat this'},
+        {"role": "assistant", "content": ATTACK},
+    ])
     page.reload()
     wait_ready(page)
     item = page.get_by_test_id("conversation-open")
     assert item.inner_text() == '<img src=x onerror="window.__xss=8">', "titles are text"
-    item.click()
+    open_conversation(page)
     assert page.get_by_test_id("user-text").inner_text().startswith("<img src=x"), "user text is text"
     assert page.locator("#messages img").count() == 0
     assert_inert(page)
@@ -65,18 +61,18 @@ def test_stored_answer_with_html_renders_as_text(new_page, server):
         "HTML inside a code block is shown verbatim"
 
 
-def test_streamed_answer_with_html_renders_as_text(new_page, server):
-    """The same attack through the live path: tokens arriving one small piece at a time."""
+def test_streamed_answer_with_html_renders_as_text(new_page, fake_server):
+    """The same attack through the live path: the answer arrives a byte at a time (the fake
+    engine's tokens), and again as the server kept it."""
+    server = fake_server(answer=lambda prompt: ATTACK)
     page = new_page(locale="en-US")
-    fake = FakeSocket(page)
-    fake.on_chat = lambda fake, message: fake.answer(ATTACK, piece=3)
     open_app(page, server)
     ask(page, "Repeat the text exactly.")
     wait_answer_done(page)
     assert_inert(page)
-    page.reload()  # and once more from IndexedDB after the reload
+    page.reload()  # and once more from the server's history after the reload
     wait_ready(page)
-    page.get_by_test_id("conversation-open").click()
+    open_conversation(page)
     assert_inert(page)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from live_server import ARTIFACTS
 
 
@@ -47,8 +49,37 @@ def wait_answer_done(page, count: int = 1, timeout: float = 90_000) -> None:
         arg=count, timeout=timeout)
 
 
+def keep_on_server(server, title: str, messages: list[dict], system: str | None = None) -> str:
+    """A conversation the server keeps, as another browser or the CLI leaves one: created, then
+    its messages ({role, content}) added in order. Answers added so have no stats: no model
+    wrote them here."""
+    conversation_id = httpx.post(f"{server.url}/v1/conversations", json={"title": title, "system": system}).json()["id"]
+    for message in messages:
+        httpx.post(f"{server.url}/v1/conversations/{conversation_id}/messages",
+                   json={"role": message["role"], "content": message["content"]}).raise_for_status()
+    return conversation_id
+
+
+def stored_messages(server) -> list[dict]:
+    """The active branch of the conversation the server updated last."""
+    [latest] = httpx.get(f"{server.url}/v1/conversations", params={"limit": 1}).json()["data"]
+    return httpx.get(f"{server.url}/v1/conversations/{latest['id']}").json()["messages"]
+
+
+def open_conversation(page, title: str | None = None) -> None:
+    """Open a conversation from the sidebar (the first one, or the one titled `title`) and wait
+    until it is on show: it is read from the server."""
+    listed = page.get_by_test_id("conversation-item")
+    item = listed.filter(has_text=title) if title else listed.first
+    conversation_id = item.get_attribute("data-id")
+    item.get_by_test_id("conversation-open").click()
+    page.wait_for_function("id => document.querySelector('.conv-item.active')?.dataset.id === id"
+                           " && document.querySelector('#messages > .msg')", arg=conversation_id)
+
+
 def put_conversation(page, conversation: dict) -> None:
-    """Store a conversation through the app's own store module (the real IndexedDB schema)."""
+    """Store a conversation in this browser's IndexedDB, through the app's own store module (the
+    real schema): what browser mode keeps, and what a page from before server history left."""
     page.evaluate("async (c) => { const store = await import('/static/store.js'); await store.putConversation(c); }",
                   conversation)
 
