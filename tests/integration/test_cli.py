@@ -27,11 +27,20 @@ def jisu(*args, stdin: str | None = None, timeout: float = 300) -> subprocess.Co
                           env=CLEAN_ENV)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_home(tmp_path_factory):
+    """Every chat is kept now: the commands and the server keep theirs in a JISU_HOME of their
+    own, not in the machine's history (the model file is passed by path)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(CLEAN_ENV, "JISU_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def server(model_path):
     """`jisu serve` on the same model file the in-process tests load, with a key."""
     with running_server(model_path, "--ctx-size", "4096", "--parallel", "2", "--api-key", KEY,
-                        name="cli") as url:
+                        name="cli", env={"JISU_HOME": CLEAN_ENV["JISU_HOME"]}) as url:
         yield url
 
 
@@ -116,7 +125,7 @@ def test_chat_commands_reset_forgets_the_conversation(model_path):
     result = jisu("chat", "--model", str(model_path), "--temperature", "0", "--max-tokens", "24",
                   stdin="\n".join(turns) + "\n")
     assert result.returncode == 0, result.stderr
-    assert "conversation cleared" in result.stderr
+    assert "(new conversation; conv_" in result.stderr
     answers = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(answers) == 3, f"one line per answer: {result.stdout!r}"
     assert "4721" in answers[1], f"before /reset the chat knows the number: {answers[1]!r}"
@@ -129,7 +138,7 @@ def test_ctrl_c_stops_the_answer_but_not_the_chat(model_path):
     process = subprocess.Popen(JISU + ["chat", "--model", str(model_path), "--temperature", "0",
                                        "--max-tokens", "400"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               env=CLEAN_ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.stdin.write("Write a very long essay about the history of China.\n")
     process.stdin.flush()
     first = process.stdout.read(20)  # the answer has started streaming
