@@ -12,8 +12,8 @@ import base64
 import httpx
 import pytest
 from fakesocket import FakeSocket
-from uihelpers import (ask, configure, open_app, put_conversation, record_received_frames, record_sent_frames,
-                       shot, wait_answer_done, wait_ready)
+from uihelpers import (ask, configure, keep_on_server, open_app, open_conversation, record_received_frames,
+                       record_sent_frames, shot, stored_messages, wait_answer_done, wait_ready)
 
 pytestmark = pytest.mark.browser
 
@@ -126,16 +126,18 @@ def test_dropped_js_file_goes_with_the_message_and_stays_with_the_chat(new_page,
     assert gauge_used(page) > empty_chat + tokens, "the gauge moved with the answer"
     shot(page, "attachment-sent")
 
-    # Reload: the stored chat still has the file, and the next turn sends it again.
+    # Reload: the chat the server kept still has the file (read back into a chip), and the
+    # model reads it on the next turn: the server keeps it in the history it puts in front.
     page.reload()
     wait_ready(page)
-    page.get_by_test_id("conversation-open").first.click()
+    open_conversation(page)
     assert page.get_by_test_id("message-attachment").get_by_test_id("attachment-name").inner_text() == "debounce.js"
+    assert page.get_by_test_id("user-text").inner_text() == question
     ask(page, "谢谢")
     wait_answer_done(page, count=2)
     chat = [frame for frame in sent if frame.get("type") == "chat"][-1]
-    assert chat["messages"][1]["content"] == f"{block}\n\n{question}", "later turns still send the file"
-    assert chat["messages"][-1]["content"] == "谢谢"
+    assert chat["messages"] == [{"role": "user", "content": "谢谢"}]
+    assert stored_messages(server)[0]["content"] == f"{block}\n\n{question}", "later turns still send the file"
 
 
 @pytest.mark.parametrize("locale,expected", [
@@ -376,14 +378,13 @@ def test_a_chat_stored_without_usage_is_counted_in_one_request(new_page, server)
     open_app(page, server)
     turns = [{"role": role, "content": f"{role} message number {i}: " + "some words " * 10}
              for i in range(15) for role in ("user", "assistant")]
-    put_conversation(page, {"id": "old", "title": "Old chat", "createdAt": 1, "updatedAt": 1, "role": "custom",
-                            "system": "Be brief.", "messages": turns})
+    keep_on_server(server, "Old chat", turns, system="Be brief.")
     page.reload()
     wait_ready(page)
     wait_gauge(page, "used > 0")
     tokenize = []
     page.on("request", lambda request: tokenize.append(request) if request.url.endswith("/tokenize") else None)
-    page.get_by_test_id("conversation-open").click()
+    open_conversation(page, "Old chat")
     history = "\n".join(["Be brief.", *(turn["content"] for turn in turns)])
     expected = 3 + 5 + 5 * len(turns) + tokens_of(server, history)
     wait_gauge(page, "used === arg", expected)

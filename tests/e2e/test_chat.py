@@ -6,7 +6,8 @@ import json
 import re
 
 import pytest
-from uihelpers import ask, configure, open_app, record_sent_frames, shot, wait_answer_done, wait_model_fetched
+from uihelpers import (ask, configure, open_app, record_sent_frames, shot, stored_messages, wait_answer_done,
+                       wait_model_fetched)
 
 pytestmark = pytest.mark.browser
 
@@ -115,24 +116,20 @@ def test_chinese_question_streams_a_rendered_answer_with_stats(new_page, server)
 LONG_QUESTION = "请写一篇一千字的文章，介绍长城的历史、建筑特点和文化意义。"
 
 
-def stored_messages(page) -> list[dict]:
-    """The messages of the one conversation in this page's IndexedDB."""
-    return page.evaluate("async () => (await (await import('/static/store.js')).listConversations())[0].messages")
-
-
-def check_stopped_then_chat_goes_on(page, sent: list[dict]) -> dict:
+def check_stopped_then_chat_goes_on(page, server, sent: list[dict]) -> dict:
     """After a stop: the answer ends marked as stopped by the server's own "done" (its stats carry
     the server's token count, which the page cannot make up), the composer is usable again, and
-    the partial text is kept on screen, in IndexedDB and as context for the next question, which
-    the same socket answers. Returns the stored, stopped answer."""
+    the partial text is kept on screen, by the server (cut short) and as context for the next
+    question, which the same socket answers. Returns the stored, stopped answer."""
     page.get_by_test_id("finish-cancelled").wait_for(timeout=30_000)
     assert page.get_by_test_id("send-button").is_visible() and page.get_by_test_id("stop-button").is_hidden(), \
         "a stopped answer gives the composer back"
     stats = page.get_by_test_id("answer-stats").last.inner_text()
     assert re.search(r"\d+ tokens", stats), f"the server's 'done' ended the answer, with its usage: {stats!r}"
     shown = page.get_by_test_id("answer-body").last.inner_text()
-    stopped = stored_messages(page)[-1]
-    assert stopped["role"] == "assistant" and stopped["finish"] == "cancelled", stopped
+    stopped = stored_messages(server)[-1]
+    assert stopped["role"] == "assistant" and stopped["finish_reason"] == "cancelled", stopped
+    assert stopped["state"] == "cut_short", "the server keeps a stopped answer as cut short"
     if not stopped["content"]:
         assert shown == "（在输出任何内容前已停止）", "an answer stopped before its first token says so"
 
@@ -144,10 +141,9 @@ def check_stopped_then_chat_goes_on(page, sent: list[dict]) -> dict:
     assert page.get_by_test_id("message-assistant").count() == 2, "the stopped answer ended once"
     assert page.get_by_test_id("answer-body").first.inner_text() == shown, "nothing is added after stop"
     last_request = [f for f in sent if f.get("type") == "chat"][-1]
-    kept = [{"role": "assistant", "content": stopped["content"]}] if stopped["content"] else []
-    assert last_request["messages"][0]["role"] == "system"
-    assert last_request["messages"][1:] == [{"role": "user", "content": LONG_QUESTION}, *kept,
-                                            {"role": "user", "content": "谢谢"}], \
+    assert last_request["messages"] == [{"role": "user", "content": "谢谢"}], "the server adds the history"
+    assert last_request["parent_message_id"] == stopped["id"], "the next turn follows the stopped answer"
+    assert [m["content"] for m in stored_messages(server)[:3]] == [LONG_QUESTION, stopped["content"], "谢谢"], \
         "the stopped answer's text stays in the history"
     return stopped
 
@@ -163,7 +159,7 @@ def test_stop_mid_answer_keeps_the_partial_answer(new_page, server):
         timeout=60_000)
     page.get_by_test_id("stop-button").click()
 
-    stopped = check_stopped_then_chat_goes_on(page, sent)
+    stopped = check_stopped_then_chat_goes_on(page, server, sent)
     assert any(frame.get("type") == "cancel" for frame in sent), "stop must send {'type': 'cancel'}"
     assert len(stopped["content"]) > 15, "the partial answer is kept after stopping"
 
@@ -190,7 +186,7 @@ def test_stop_right_after_sending_is_not_lost(new_page, server):
     kinds = [frame.get("type") for frame in sent]
     assert kinds[kinds.index("chat"):] == ["chat", "cancel"], f"the cancel went right after the question: {kinds}"
 
-    check_stopped_then_chat_goes_on(page, sent)
+    check_stopped_then_chat_goes_on(page, server, sent)
 
 
 def test_edit_a_previous_message_and_regenerate(new_page, server):
@@ -204,17 +200,20 @@ def test_edit_a_previous_message_and_regenerate(new_page, server):
     wait_answer_done(page, 2)
     assert page.get_by_test_id("message-user").count() == 2
 
-    # Regenerate the last answer: the same request again, one answer replaces the other.
+    # Regenerate the last answer: the same question answered again, the new answer beside the old.
+    question = stored_messages(server)[2]
     old_answer = page.get_by_test_id("answer-stats").last.element_handle()
     page.get_by_test_id("regenerate").click()
     page.wait_for_function("el => !el.isConnected", arg=old_answer)
     wait_answer_done(page, 2)
     chats = [f for f in sent if f.get("type") == "chat"]
     assert len(chats) == 3
-    assert chats[2]["messages"] == chats[1]["messages"], "regenerate resends the same conversation"
+    assert chats[2]["messages"] == [] and chats[2]["parent_message_id"] == question["id"], \
+        "regenerate asks the server to answer the same question again"
     assert page.get_by_test_id("message-assistant").count() == 2
+    assert page.get_by_test_id("message-assistant").last.get_by_test_id("branch-position").inner_text() == "2/2"
 
-    # Edit the first question: later turns are dropped and the edited text is sent.
+    # Edit the first question: a new branch from there, so the later turns are not on show.
     page.get_by_test_id("message-user").first.hover()
     page.get_by_test_id("edit-message").first.click()
     editor = page.get_by_test_id("edit-input")
@@ -224,6 +223,8 @@ def test_edit_a_previous_message_and_regenerate(new_page, server):
     wait_answer_done(page, 1)
     chats = [f for f in sent if f.get("type") == "chat"]
     assert len(chats) == 4
-    assert [m["content"] for m in chats[3]["messages"] if m["role"] != "system"] == ["2+3等于几？只回答数字。"]
+    assert chats[3]["messages"] == [{"role": "user", "content": "2+3等于几？只回答数字。"}]
+    assert chats[3]["parent_message_id"] is None, "the edited first question is a new first message"
     assert page.get_by_test_id("user-text").inner_text() == "2+3等于几？只回答数字。"
     assert page.get_by_test_id("message-assistant").count() == 1
+    assert page.get_by_test_id("message-user").get_by_test_id("branch-position").inner_text() == "2/2"
