@@ -175,7 +175,8 @@ function submit() {
  * `parentId` answered again. The caller has put the branch on show that the turn continues.
  */
 async function send(record, parentId, user) {
-  const turn = { parentId, user, stored: null };
+  // The history that keeps the turn keeps its end too, whichever the page uses by then.
+  const turn = { parentId, user, stored: null, history: history() };
   if (user) {
     user.parentId = parentId;
     record.messages.push(user);
@@ -184,8 +185,8 @@ async function send(record, parentId, user) {
   renderAll();
   let request;
   try {
-    if (!record.stored) await history().create(record);
-    request = await history().beginTurn(record, turn);
+    if (!record.stored) await turn.history.create(record);
+    request = await turn.history.beginTurn(record, turn);
   } catch (error) {
     showError({ text: t("errHistory", { message: error.message }), retry: true });
     return;
@@ -200,7 +201,7 @@ async function send(record, parentId, user) {
 function endTurn(record, turn, answer) {
   lastEnd = (async () => {
     try {
-      await history().endTurn(record, turn, answer);
+      await turn.history.endTurn(record, turn, answer);
     } catch (error) {
       if (record === conversation) showError({ text: t("errHistory", { message: error.message }) });
       return;

@@ -155,6 +155,9 @@ def test_an_edit_makes_a_branch_that_is_kept_and_switchable(new_page, fake_serve
     user = page.get_by_test_id("message-user")
     assert user.get_by_test_id("branch-position").inner_text() == "2/2"
     assert page.get_by_test_id("answer-body").inner_text() == "Answer 3."
+    page.mouse.move(5, 700)
+    assert user.locator(".msg-actions").evaluate("el => getComputedStyle(el).opacity") == "1", \
+        "other versions are shown without hovering over the message"
     shot(page, "branch-2-of-2")
 
     # ‹ shows the first branch with both of its turns; the server keeps the choice.
