@@ -94,19 +94,27 @@ def test_a_chat_made_in_the_page_is_kept_by_the_server(new_page, fake_server):
     assert "首字" in stats and "tokens/秒" in stats and "26 tokens" in stats, stats
 
 
-def test_jisu_history_lists_a_chat_made_in_the_page(new_page, fake_server):
-    """`jisu history` (the CLI) reads the server's conversations through --url."""
-    if not (Path(__file__).parents[2] / "jisu" / "cli" / "history.py").exists():
-        pytest.skip("the CLI's `jisu history` is not there yet")
+def jisu(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "jisu.cli", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_page_and_the_cli_share_one_history(new_page, fake_server):
+    """`jisu history` lists a chat made in the page, `jisu ask -c` goes on with it, and the page
+    shows that turn after a reload (the CLI reaches the store through the server: --url)."""
     server = fake_server()
     page = new_page(locale="en-US")
     open_app(page, server)
     ask(page, "A question about llamas")
     wait_answer_done(page)
-    listing = subprocess.run([sys.executable, "-m", "jisu.cli", "history", "--url", server.url],
-                             capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0, listing.stderr
-    assert "A question about llamas" in listing.stdout
+    assert "A question about llamas" in jisu("history", "--url", server.url)
+    jisu("ask", "--url", server.url, "-c", "And about alpacas?")
+    page.reload()
+    wait_ready(page)
+    open_conversation(page, "A question about llamas")
+    assert page.get_by_test_id("user-text").all_inner_texts() == ["A question about llamas", "And about alpacas?"]
+    assert page.get_by_test_id("answer-body").last.inner_text() == "Hello from the fake model!"
 
 
 def test_a_conversation_made_through_the_api_shows_in_the_page_after_reload(new_page, fake_server):
