@@ -11,9 +11,13 @@ A turn refused before its answer starts (too long, a bad setting) keeps nothing,
 conversation is stored with its first turn: a chat left without a word leaves nothing either.
 
 When a conversation outgrows the context, `jisu chat` drops its oldest turns from what the model
-reads; the history keeps them. A server, given the conversation's id, would send it whole, so
-from then on its turns go as plain messages and are kept beside the answer (without its
-figures: the server records only the answers it is asked for in a conversation).
+reads, and the turns kept are copied into a branch of their own beside the whole conversation,
+as the page trims (its first message then shows "‹ 2/2 ›"): the branch on show is again what the
+model reads, and later turns go on from there. The copy is made once the shorter request has
+been admitted, so tries that are still too long leave no branches behind. A server asked that
+turn is sent the kept turns as plain messages, since given the conversation's id it would send
+the whole one; that turn's answer is kept without its figures, the server recording only the
+answers it is asked for in a conversation.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class ChatConversation:
     title: str = ""
     turns: list[ChatMessage] = field(default_factory=list)  # what the model reads after the system prompt
     leaf_id: str | None = None  # the last message stored (in-process, the next turn follows it)
-    trimmed: bool = False  # oldest turns were dropped: the model reads less than is stored
+    trimmed: bool = False  # oldest turns dropped, the kept ones not yet copied into a branch of their own
 
     @classmethod
     def of(cls, stored: Conversation) -> ChatConversation:
@@ -116,8 +120,8 @@ def _trimmed_turn(history: RemoteHistory, conversation: ChatConversation, text: 
                   response_format: dict[str, Any] | None) -> Iterator[Event]:
     events = history.server.answer(conversation.messages() + [ChatMessage("user", text)], sampling,
                                    response_format)
-    history.add_message(conversation.id, "user", text)
-    return _kept_after(events, history, conversation.id)
+    asked = history.add_message(conversation.id, "user", text, parent_id=_branch_of_kept_turns(history, conversation))
+    return _kept_after(events, history, conversation.id, asked)
 
 
 def _recorded_turn(history: LocalHistory, backend: Backend, conversation: ChatConversation, text: str,
@@ -125,12 +129,25 @@ def _recorded_turn(history: LocalHistory, backend: Backend, conversation: ChatCo
     events = backend.answer(conversation.messages() + [ChatMessage("user", text)], sampling, response_format)
     if conversation.id is None:
         _create(history, conversation, text)
-    store, user = history.store, history.user
-    asked = store.add_message(user, conversation.id, parent_id=conversation.leaf_id, role="user", content=text)
-    recorder = AnswerRecorder.begin(store, user, conversation.id, parent_id=asked.id, model=backend.model.id,
-                                    quantization=backend.model.quantization)
+    if conversation.trimmed:
+        conversation.leaf_id = _branch_of_kept_turns(history, conversation)
+    asked = history.add_message(conversation.id, "user", text, parent_id=conversation.leaf_id)
+    recorder = AnswerRecorder.begin(history.store, history.user, conversation.id, parent_id=asked,
+                                    model=backend.model.id, quantization=backend.model.quantization)
     conversation.leaf_id = recorder.message_id
     return _recorded(events, recorder)
+
+
+def _branch_of_kept_turns(history: History, conversation: ChatConversation) -> str | None:
+    """The turns the model still reads, copied into a new branch (the module says why); the id of
+    the last copy, None when no turn was kept. Only questions and answers are copied, as the
+    page copies them (an imported conversation may hold others): the model reads them from now."""
+    conversation.turns = [turn for turn in conversation.turns if turn.role in ("user", "assistant")]
+    parent = None
+    for turn in conversation.turns:
+        parent = history.add_message(conversation.id, turn.role, turn.content, parent_id=parent)
+    conversation.trimmed = False
+    return parent
 
 
 def _create(history: History, conversation: ChatConversation, first_message: str) -> None:
@@ -156,8 +173,10 @@ def _recorded(events: Iterator[Event], recorder: AnswerRecorder) -> Iterator[Eve
             recorder.finish(None, cut_short=True)
 
 
-def _kept_after(events: Iterator[Event], history: RemoteHistory, conversation_id: str) -> Iterator[Event]:
-    """The events; their text is kept as the answer once they end, however they end."""
+def _kept_after(events: Iterator[Event], history: RemoteHistory, conversation_id: str,
+                question_id: str) -> Iterator[Event]:
+    """The events; their text is kept as the answer to `question_id` once they end, however
+    they end."""
     pieces: list[str] = []
     try:
         with closing(events):
@@ -166,4 +185,4 @@ def _kept_after(events: Iterator[Event], history: RemoteHistory, conversation_id
                     pieces.append(event.text)
                 yield event
     finally:
-        history.add_message(conversation_id, "assistant", "".join(pieces))
+        history.add_message(conversation_id, "assistant", "".join(pieces), parent_id=question_id)

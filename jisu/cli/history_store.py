@@ -48,6 +48,11 @@ class History(Protocol):
 
     def set_system(self, conversation_id: str, system: str | None) -> None: ...
 
+    def add_message(self, conversation_id: str, role: str, content: str, parent_id: str | None) -> str:
+        """A message without an answer after `parent_id` (None: a first message, a new branch),
+        as the end of the active branch; its id."""
+        ...
+
     def delete(self, conversation_id: str) -> None: ...
 
     def export_json(self, conversation_id: str | None) -> str:
@@ -100,6 +105,9 @@ class LocalHistory:
     def set_system(self, conversation_id: str, system: str | None) -> None:
         self.store.update_conversation(self.user, conversation_id, system=system)
 
+    def add_message(self, conversation_id: str, role: str, content: str, parent_id: str | None) -> str:
+        return self.store.add_message(self.user, conversation_id, parent_id=parent_id, role=role, content=content).id
+
     def delete(self, conversation_id: str) -> None:
         self.store.delete_conversation(self.user, conversation_id)
 
@@ -144,10 +152,9 @@ class RemoteHistory:
     def set_system(self, conversation_id: str, system: str | None) -> None:
         self._json("PATCH", f"{CONVERSATIONS}/{conversation_id}", conversation_id, json={"system": system})
 
-    def add_message(self, conversation_id: str, role: str, content: str) -> None:
-        """A message after the end of the active branch, without an answer from the server."""
-        self._json("POST", f"{CONVERSATIONS}/{conversation_id}/messages", conversation_id,
-                   json={"role": role, "content": content})
+    def add_message(self, conversation_id: str, role: str, content: str, parent_id: str | None) -> str:
+        return self._json("POST", f"{CONVERSATIONS}/{conversation_id}/messages", conversation_id,
+                          json={"role": role, "content": content, "parent_id": parent_id})["id"]
 
     def delete(self, conversation_id: str) -> None:
         self._json("DELETE", f"{CONVERSATIONS}/{conversation_id}", conversation_id)

@@ -112,15 +112,19 @@ def test_a_refused_first_turn_stores_nothing(jisu, answering):
     assert stored() == [], "no conversation is left behind, empty"
 
 
-def test_an_overflowing_chat_drops_the_oldest_turns_from_the_prompt_not_from_the_history(jisu, answering):
-    long = "北京" * 250  # 1,500 bytes: two of them do not fit the fake's 2,048 tokens
-    result = jisu("chat", stdin=chat_lines(long, long + "?", "and one more"))
+def test_an_overflowing_chat_reads_the_turns_kept_from_a_branch_of_their_own(jisu, answering):
+    first, second, third = "北京" * 150, "上海" * 150, "广州" * 150  # 900 bytes: the fake's 2,048 tokens hold two
+    result = jisu("chat", stdin=chat_lines(first, second, third))
     assert result.code == 0, result.err
-    assert "(dropped user: 北京" in result.err
+    assert "(dropped user: 北京" in result.err and "(dropped assistant: Hello" in result.err
     [conversation] = stored()
-    assert [m.content for m in conversation.messages[::2]] == [long, long + "?", "and one more"]
-    assert [m.content for m in conversation.messages[1::2]] == [ANSWER] * 3
-    assert answering.prompts[-1].count("user\n") == 2, "the model read the last turns only"
+    assert [m.content for m in conversation.messages] == [second, ANSWER, third, ANSWER], \
+        "the branch on show is what the model read: the turn kept, copied, and the new one"
+    assert answering.prompts[-1].count("user\n") == 2 and first not in answering.prompts[-1]
+    assert conversation.messages[0].siblings.count == 2, "the whole conversation is the other branch (‹ 1/2 ›)"
+    with ConversationStore() as store:
+        whole = store.switch_branch(LOCAL_USER, conversation.id, conversation.messages[0].siblings.ids[0])
+    assert [m.content for m in whole.messages] == [first, ANSWER, second, ANSWER], "the history dropped nothing"
 
 
 # ---- continuing -----------------------------------------------------------------------------
