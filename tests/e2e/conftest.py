@@ -53,22 +53,24 @@ def empty_history(request):
 
 @pytest.fixture
 def fake_server(tmp_path):
-    """fake_server(answer=None, step_delay_s=0.0, ctx_size=2048, history_path=None) -> a Server:
-    jisu's app on the fake engine (tests/fakes.py), served in a thread with a conversation store
-    of its own (or the file at `history_path`). `answer(prompt)` is what the model says (by
-    default "Hello from the fake model!"); each step takes `step_delay_s`, for answers long
-    enough to be interrupted; a token is a byte."""
+    """fake_server(answer=None, step_delay_s=0.0, ctx_size=2048, history_path=None, keys=None)
+    -> a Server: jisu's app on the fake engine (tests/fakes.py), served in a thread with a
+    conversation store of its own (or the file at `history_path`). `answer(prompt)` is what the
+    model says (by default "Hello from the fake model!"); each step takes `step_delay_s`, for
+    answers long enough to be interrupted; a token is a byte. `keys`: {key: user}."""
     from fakes import FakeEngine, fake_runtime
+    from jisu.server.access import AccessPolicy
     from jisu.server.app import create_app
 
     with ExitStack() as stack:
         def start(answer=None, step_delay_s: float = 0.0, ctx_size: int = 2048,
-                  history_path: Path | None = None) -> Server:
+                  history_path: Path | None = None, keys: dict[str, str] | None = None) -> Server:
             engine = FakeEngine(step_delay_s=step_delay_s, ctx_size=ctx_size)
             if answer is not None:
                 engine.answer = answer
             runtime = stack.enter_context(fake_runtime(engine, parallel=2))
-            app = create_app(runtime, history_path=history_path or tmp_path / f"history-{id(engine)}.db")
+            app = create_app(runtime, access=AccessPolicy.build(keys=keys),
+                             history_path=history_path or tmp_path / f"history-{id(engine)}.db")
             url, _ = stack.enter_context(serving_in_thread(app))
             return Server(url)
 

@@ -253,6 +253,21 @@ def test_search_finds_a_chinese_word_mid_sentence_and_opens_its_branch(new_page,
     page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation-item]').length === 2")
 
 
+def test_a_long_history_is_listed_a_page_at_a_time(new_page, fake_server):
+    server = fake_server()
+    with httpx.Client(base_url=server.url) as client:
+        for number in range(105):
+            client.post("/v1/conversations", json={"title": f"chat {number}"}).raise_for_status()
+    page = new_page(locale="en-US")
+    open_app(page, server)
+    assert items(page).count() == 100, "the server's largest page"
+    assert items(page).first.inner_text() == "chat 104", "the most recently updated first"
+    page.get_by_test_id("conversation-more").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=conversation-item]').length === 105")
+    assert items(page).last.inner_text() == "chat 0"
+    assert page.get_by_test_id("conversation-more").is_hidden()
+
+
 def test_a_dropped_js_file_is_kept_as_part_of_the_message(new_page, fake_server):
     read = []
     server = fake_server(answer=lambda prompt: read.append(prompt) or "Here it is in TypeScript.")
@@ -412,6 +427,26 @@ def test_declining_the_move_keeps_the_chats_in_the_browser_and_is_remembered(new
     page.wait_for_timeout(300)
     assert page.get_by_test_id("migrate-banner").is_hidden()
     assert len(browser_records(page)) == 2 and listed(server) == []
+
+
+def test_with_keys_each_user_sees_only_their_own_chats(new_page, fake_server):
+    server = fake_server(keys={"alice-key-0123456789": "alice", "bob-key-0123456789ab": "bob"})
+    alice = new_page(locale="en-US")
+    alice.goto(f"{server.url}/#key=alice-key-0123456789")
+    wait_ready(alice)
+    ask(alice, "Alice's secret plan")
+    wait_answer_done(alice)
+    bob = new_page(locale="en-US")
+    bob.goto(f"{server.url}/#key=bob-key-0123456789ab")
+    wait_ready(bob)
+    bob.get_by_test_id("conversation-empty").wait_for()
+    assert bob.get_by_test_id("conversation-empty").inner_text() == "No conversations yet"
+    bob.get_by_test_id("search-input").fill("secret")
+    bob.wait_for_timeout(600)
+    assert bob.get_by_test_id("conversation-item").count() == 0, "Bob's search does not find Alice's chat"
+    [summary] = httpx.get(f"{server.url}/v1/conversations",
+                          headers={"Authorization": "Bearer alice-key-0123456789"}).json()["data"]
+    assert summary["title"] == "Alice's secret plan"
 
 
 def test_a_server_without_its_history_file_still_chats_and_the_browser_keeps_it(new_page, fake_server, tmp_path):
