@@ -452,16 +452,36 @@ def test_with_keys_each_user_sees_only_their_own_chats(new_page, fake_server):
 def test_a_server_without_its_history_file_still_chats_and_the_browser_keeps_it(new_page, fake_server, tmp_path):
     broken = tmp_path / "history.db"
     broken.write_bytes(b"this is not an SQLite database" * 100)
-    server = fake_server(history_path=broken)
+    server = fake_server(answer=numbered(), history_path=broken)
     assert httpx.get(f"{server.url}/v1/conversations").json()["error"]["code"] == "history_unavailable"
     page = new_page(locale="en-US")
+    sent = record_sent_frames(page)
     open_app(page, server)
     ask(page, "Still there?")
     wait_answer_done(page)
-    assert page.get_by_test_id("answer-body").inner_text() == "Hello from the fake model!"
+    assert page.get_by_test_id("answer-body").inner_text() == "Answer 1."
     [record] = browser_records(page)
     assert record["title"] == "Still there?", "the browser keeps the chat, as browser mode does"
     assert page.get_by_test_id("conversation-item").count() == 1
+
+    # The browser's history has branches too, and sends the whole branch on show.
+    ask(page, "Second question")
+    wait_answer_done(page, count=2)
+    page.get_by_test_id("message-user").last.hover()
+    page.get_by_test_id("edit-message").last.click()
+    page.get_by_test_id("edit-input").fill("Second question, edited")
+    page.get_by_test_id("edit-save").click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=answer-body]')].at(-1)"
+                           "?.textContent.trim() === 'Answer 3.'")
+    contents = [m["content"] for m in [f for f in sent if f.get("type") == "chat"][-1]["messages"]]
+    assert contents[1:] == ["Still there?", "Answer 1.", "Second question, edited"]
+    page.reload()
+    wait_ready(page)
+    open_conversation(page, "Still there?")
+    assert page.get_by_test_id("branch-position").inner_text() == "2/2"
+    page.get_by_test_id("branch-prev").click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=answer-body]')].at(-1)"
+                           "?.textContent.trim() === 'Answer 2.'")
 
 
 def test_browser_mode_keeps_branches_in_indexeddb(new_page, fake_server):
