@@ -14,6 +14,8 @@ Scenarios:
   room      8 users who each ask again as soon as their answer ends, 10 turns, ~1.9k tokens of
             history by the 10th: the 10th turn's time to first token
   paste     a ~3,000-token document arrives while 4 answers stream: their gaps between tokens
+  room_stored  the room again, jisu keeping each user's conversation: a turn sends only its new
+            message with conversation_id (jisu only; set beside llama-server's plain room)
 The ceiling, same file and threads, nothing else running: llama-bench (pp512, tg128) and
 llama.cpp's batched decode loop through llama-cpp-python's low-level API (raw_llama.py).
 
@@ -55,7 +57,7 @@ DATA = Path(__file__).resolve().parent / "data"
 NEW_TOKENS = 128
 SLOTS, SLOT_CTX = 8, 4096
 TOPICS = ["rivers", "mountains", "bread", "trains", "tea", "maps", "rain", "lighthouses"]
-SCENARIOS = ["single", "batch8", "rewrite", "document", "room", "paste"]
+SCENARIOS = ["single", "batch8", "rewrite", "document", "room", "paste", "room_stored"]
 
 
 def essay_request(i: int, max_tokens: int = NEW_TOKENS, variant: int = 0) -> dict:
@@ -135,17 +137,25 @@ def room_system_prompt(user: int, round_: int) -> str:
     return f"You are the reading assistant of group {user}-{round_}. Their notes:\n{text[start:start + 1100]}"
 
 
-async def room(url: str, round_: int, **_) -> dict:
+async def room(url: str, round_: int, stored: bool = False, **_) -> dict:
     """Each user asks, reads the answer, and asks again at once; answers of 64-128 tokens
     and starts spread over 3 s keep them out of step, so a new turn usually arrives while
-    the other seven answers stream."""
+    the other seven answers stream. `stored`: each user keeps a conversation on the server
+    (jisu's /v1/conversations) and sends only the new message with its conversation_id."""
     async def user(client, number: int) -> list[StreamResult]:
         rng = random.Random(1000 * round_ + number)
         await asyncio.sleep(rng.uniform(0, 3))
-        messages, turns = [{"role": "system", "content": room_system_prompt(number, round_)}], []
+        system = room_system_prompt(number, round_)
+        messages, turns = [{"role": "system", "content": system}], []
+        stored_as = {}
+        if stored:
+            created = await client.post(f"{url}/v1/conversations", json={"system": system})
+            stored_as = {"conversation_id": created.raise_for_status().json()["id"]}
         for question in ROOM_QUESTIONS[:ROOM_TURNS]:
             messages.append({"role": "user", "content": question})
-            body = {"messages": messages, "temperature": 0, "max_tokens": rng.randint(64, 128), "ignore_eos": True}
+            sent = [messages[-1]] if stored else messages
+            body = {"messages": sent, "temperature": 0, "max_tokens": rng.randint(64, 128), "ignore_eos": True,
+                    **stored_as}
             turns.append(check([await stream_chat(client, url, body)])[0])
             messages.append({"role": "assistant", "content": turns[-1].text})
         return turns
@@ -172,8 +182,13 @@ async def paste(url: str, round_: int, **_) -> dict:
     return {"gap_p50": statistics.median(gaps), "gap_max": max(gaps), "ttft": long.ttft_s}
 
 
+async def room_stored(url: str, round_: int, **_) -> dict:
+    return await room(url, round_, stored=True)
+
+
 SCENARIO_FUNCTIONS = {"single": single, "batch8": batch8, "rewrite": rewrite, "document": document, "room": room,
-                      "paste": paste}
+                      "paste": paste, "room_stored": room_stored}
+JISU_ONLY = {"room_stored"}  # llama-server keeps no conversations
 
 
 # ---- the ceiling ----------------------------------------------------------------------------
@@ -215,6 +230,8 @@ def run_rounds(model: str, threads: int, rounds: int, chosen: list[str], with_ll
             for scenario in chosen:
                 order = servers if round_ % 2 == 0 else servers[::-1]  # neither always goes first
                 for name, url, pid in order:
+                    if scenario in JISU_ONLY and name != "jisu":
+                        continue
                     result = asyncio.run(SCENARIO_FUNCTIONS[scenario](
                         url, round_, pid=pid, engine_named=name == "jisu"))
                     figures[scenario][name].append(result)
@@ -259,6 +276,13 @@ def report(figures, rss, rounds: int) -> None:
     row("room of 8, 10 turns each: 10th turn's time to first token, p50", "room", "ttft_p50", "s", False, "{:.2f}")
     row("same: the slowest 10th turn", "room", "ttft_max", "s", False, "{:.2f}")
     row("same: every turn's time to first token, p50", "room", "all_turns_ttft_p50", "s", False, "{:.2f}")
+    if "room_stored" in figures and "room" in figures:
+        stored, plain = figures["room_stored"]["jisu"], figures["room"]["llama-server"]
+        for label, key in (("10th turn's time to first token, p50", "ttft_p50"), ("the slowest 10th turn", "ttft_max"),
+                           ("every turn's first token, p50", "all_turns_ttft_p50")):
+            ours, theirs = median(stored, key), median(plain, key)
+            print(f"| same room, jisu keeping the conversations (conversation_id): {label} | {ours:.2f} s | "
+                  f"{theirs:.2f} s (whole history sent) | {theirs / ours:.2f}× |")
     row("a ~3,000-token paste while 4 answers stream: their longest gap", "paste", "gap_max", "s", False, "{:.2f}")
     row("same: their median gap", "paste", "gap_p50", "s", False, "{:.3f}")
     row("same: the paste's time to first token", "paste", "ttft", "s", False)

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from functools import cache
@@ -53,7 +54,10 @@ def server(command: list[str], port: int, log_name: str, env: dict | None = None
 
 
 def jisu_server(model: str, threads: int, parallel: int, ctx: int, extra: list[str] = (), env: dict | None = None):
+    """jisu serve on a JISU_HOME of its own (the model is given by path): the conversations a
+    benchmark stores never reach the machine's real history."""
     port = free_port()
+    env = {"JISU_HOME": tempfile.mkdtemp(prefix="bench-jisu-home-"), **(env or {})}
     return server([sys.executable, "-m", "jisu.cli", "serve", "--model", model, "--port", str(port),
                    "--threads", str(threads), "--parallel", str(parallel), "--ctx-size", str(ctx), *extra],
                   port, f"jisu-p{parallel}", env)
