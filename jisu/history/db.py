@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,11 +49,24 @@ class Database:
         create_private_file(path)
         try:
             with self.connection() as connection:
-                # Persistent in the file; a no-op once set. Needs no transaction around it.
-                connection.execute("PRAGMA journal_mode = WAL")
+                self._use_wal(connection)
         except sqlite3.DatabaseError as error:
             self.close()
             raise SchemaError(f"{path}: not a jisu history database ({error})") from None
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Persistent in the file; a no-op once set. Needs no transaction around it. Several
+        processes opening a new file at once race to switch it, and SQLite answers the losers
+        "database is locked" at once, without waiting out the busy timeout: so wait here."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun and ended here, explicitly, not by the
