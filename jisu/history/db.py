@@ -35,6 +35,18 @@ def create_private_file(path: Path) -> None:
     os.close(descriptor)
 
 
+@contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` ... `COMMIT` on `connection`, rolled back when the block raises."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.rollback()
+        raise
+    connection.execute("COMMIT")
+
+
 class Database:
     """One database file and the connections to it. Each thread borrows a connection for one
     read or write and gives it back, so no connection is ever used by two threads at once."""
@@ -105,14 +117,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed when the block ends, rolled back when it raises."""
-        with self.connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.execute("COMMIT")
+        with self.connection() as connection, write_transaction(connection):
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jisu.history.db import write_transaction
 from jisu.history.errors import SchemaError
 
 
@@ -153,8 +154,7 @@ def migrate(connection: sqlite3.Connection, now: float,
         return []  # up to date: opening takes no write lock
     done: list[str] = []
     for migration in migrations:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(connection):
             connection.execute(_CREATE_RECORD_TABLE)
             applied = applied_migrations(connection)
             check_known(applied, migrations)
@@ -163,8 +163,4 @@ def migrate(connection: sqlite3.Connection, now: float,
                 connection.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                                    (migration.name, now))
                 done.append(migration.name)
-        except BaseException:
-            connection.rollback()
-            raise
-        connection.execute("COMMIT")
     return done
