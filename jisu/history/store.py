@@ -84,10 +84,8 @@ class ConversationStore:
         conversation_id = new_conversation_id()
         now = self._clock()
         with self._db.write() as connection:
-            connection.execute(
-                "INSERT INTO conversations (id, user, title, system, created_at, updated_at, source_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, user, title, system, now, now, native_source_key(conversation_id)))
+            _insert_conversation(connection, conversation_id, user, title, system, now, now,
+                                 native_source_key(conversation_id))
         return Conversation(id=conversation_id, title=title, system=system, created_at=now, updated_at=now,
                             active_leaf_id=None, messages=())
 
@@ -378,13 +376,19 @@ def _refuse_answer_write(connection: sqlite3.Connection, user: str, message_id: 
     raise AnswerNotStreaming(message_id, row["state"])
 
 
-def _insert_imported(connection: sqlite3.Connection, user: str, conversation: ImportedConversation) -> str:
-    conversation_id = new_conversation_id()
+def _insert_conversation(connection: sqlite3.Connection, conversation_id: str, user: str, title: str,
+                         system: str | None, created_at: float, updated_at: float, source_key: str) -> None:
+    """A conversation's row, without messages: made here or imported."""
     connection.execute(
         "INSERT INTO conversations (id, user, title, system, created_at, updated_at, source_key) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (conversation_id, user, conversation.title, conversation.system, conversation.created_at,
-         conversation.updated_at, conversation.source_key))
+        (conversation_id, user, title, system, created_at, updated_at, source_key))
+
+
+def _insert_imported(connection: sqlite3.Connection, user: str, conversation: ImportedConversation) -> str:
+    conversation_id = new_conversation_id()
+    _insert_conversation(connection, conversation_id, user, conversation.title, conversation.system,
+                         conversation.created_at, conversation.updated_at, conversation.source_key)
     new_ids: dict[str, str] = {}
     for message in conversation.messages:
         new_ids[message.id] = new_message_id()
