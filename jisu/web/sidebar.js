@@ -18,6 +18,7 @@ let hasMore = false; // the history holds more than is listed ("show more")
 let query = ""; // what the list on show was searched for
 let failure = null; // why the history could not be read
 let latest = 0; // the newest read: an older one that answers later is dropped
+let newest = Promise.resolve(null); // what the newest read resolves to, once it has drawn
 let searchTimer = 0;
 
 export function initSidebar(context) {
@@ -41,26 +42,31 @@ export function initSidebar(context) {
   syncToggle();
 }
 
-/** Read the list again (searched, when the search box says so). Never rejects: resolves to
- * why the history could not be read, or null. */
+/** Read the list again (searched, when the search box says so). Never rejects: resolves, once
+ * the list on show is the newest read's, to why the history could not be read, or null. */
 export function refreshSidebar() {
   return load(0);
 }
 
-async function load(offset) {
-  const run = ++latest;
+function load(offset) {
+  newest = read(++latest, offset);
+  return newest;
+}
+
+async function read(run, offset) {
   const searched = byId("search").value.trim();
   let page;
   try {
     page = await history().list(searched, offset);
   } catch (error) {
-    if (run === latest) {
-      [items, hasMore, failure] = [[], false, error];
-      draw();
-    }
+    if (run !== latest) return newest;
+    [items, hasMore, failure] = [[], false, error];
+    draw();
     return error;
   }
-  if (run !== latest) return null; // a newer read is under way: it draws
+  // A newer read is under way (the socket opened mid-boot, a key was typed): it draws, and
+  // this one resolves with it, so that nobody waiting on this one sees a list not drawn yet.
+  if (run !== latest) return newest;
   items = offset ? [...items, ...page.items] : page.items;
   [hasMore, query, failure] = [page.hasMore, searched, null];
   draw();
