@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from jisu.history import ConversationNotFound, ConversationStore, MessageNotFound
 from jisu.runtime import CacheOwner
-from jisu.server.answer_recording import AnswerRecording, StoredTurn
+from jisu.server.answer_recording import AnswerRecording
 from jisu.server.errors import ApiError, as_api_error
 from jisu.server.history import ServerHistory
 from jisu.server.protocol import ChatCompletionRequest
@@ -29,15 +29,28 @@ from jisu.types import ChatMessage
 
 
 @dataclass(frozen=True)
-class ConversationTurn:
+class StartedChat:
     prepared: PreparedRequest
     answer: Answer
-    stored: StoredTurn
+    stored: dict[str, str]  # a stored turn's ids (StoredTurn.ids()); empty for a plain completion
 
 
-async def start_turn(serving: Serving, history: ServerHistory, user: str, body: ChatCompletionRequest,
-                     endpoint: str) -> ConversationTurn:
-    """Steps 1-3 of the module's note; raises the ApiError to answer with instead."""
+async def start_chat(serving: Serving, history: ServerHistory, user: str, body: ChatCompletionRequest,
+                     endpoint: str) -> StartedChat:
+    """A chat completion admitted from `user`'s cached state: a turn of a stored conversation
+    when the body names one (steps 1-3 of the module's note), else the plain OpenAI request.
+    Raises the ApiError to answer with instead."""
+    if body.conversation_id is not None:
+        return await _start_turn(serving, history, user, body, endpoint)
+    try:
+        prepared = serving.prepare_chat(body, endpoint)
+    except Exception as error:
+        raise serving.refuse(endpoint, error) from None
+    return StartedChat(prepared, serving.start(prepared, CacheOwner(user)), {})
+
+
+async def _start_turn(serving: Serving, history: ServerHistory, user: str, body: ChatCompletionRequest,
+                      endpoint: str) -> StartedChat:
     conversation_id = body.conversation_id
     question = body.messages[0].text() if body.messages else None
     parent_given = "parent_message_id" in body.model_fields_set  # null: a first message
@@ -60,7 +73,7 @@ async def start_turn(serving: Serving, history: ServerHistory, user: str, body: 
         if isinstance(error, Exception):
             raise serving.refuse(endpoint, _naming_the_field(error)) from None
         raise
-    return ConversationTurn(prepared, answer, stored)
+    return StartedChat(prepared, answer, stored.ids())
 
 
 def _read_history(store: ConversationStore, user: str, conversation_id: str, parent_id: str | None,

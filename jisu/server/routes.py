@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from jisu.runtime import CacheOwner
-from jisu.server.conversation_turns import start_turn
+from jisu.server.conversation_turns import start_chat
 from jisu.server.errors import error_responses
 from jisu.server.logprobs import chat_logprobs, completion_logprobs
 from jisu.server.metrics import CONTENT_TYPE_LATEST
@@ -81,13 +81,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     answer) and `parent_message_id` (the user message it answers); streamed, on the first and
     the finishing chunk."""
     serving = _serving(request)
-    user = request.state.user
-    if body.conversation_id is None:
-        prepared = _prepare(serving, lambda: serving.prepare_chat(body), "chat")
-        answer, stored = serving.start(prepared, CacheOwner(user)), {}
-    else:
-        turn = await start_turn(serving, request.app.state.history, user, body, "chat")
-        prepared, answer, stored = turn.prepared, turn.answer, turn.stored.ids()
+    started = await start_chat(serving, request.app.state.history, request.state.user, body, "chat")
+    prepared, answer, stored = started.prepared, started.answer, started.stored
     if body.stream:
         writer = ChunkWriter(serving.runtime.info.id, fingerprint=serving.runtime.info.fingerprint, stored=stored)
         return event_stream(answer, ChunkStream(writer, prepared.functions, _includes_usage(body)))

@@ -27,8 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from jisu.runtime import CacheOwner
-from jisu.server.conversation_turns import start_turn
+from jisu.server.conversation_turns import start_chat
 from jisu.server.errors import ApiError, answer_failed, validation_error
 from jisu.server.guard import WEBSOCKET_PROTOCOL
 from jisu.server.logprobs import token_entries
@@ -136,22 +135,12 @@ class ChatSession:
                 RequestValidationError(error.errors()))))
             return
         try:
-            self.answer, stored = await self._admit(body)
+            started = await start_chat(self.serving, self.socket.app.state.history, self.user, body, "websocket")
         except ApiError as refused:  # counted where it was raised
             await self._send_error(refused)
             return
-        self.streaming = asyncio.create_task(self._stream(self.answer, stored))
-
-    async def _admit(self, body: ChatCompletionRequest) -> tuple[Answer, dict[str, str]]:
-        """The admitted answer, and a stored turn's ids (see conversation_turns.py)."""
-        if body.conversation_id is not None:
-            turn = await start_turn(self.serving, self.socket.app.state.history, self.user, body, "websocket")
-            return turn.answer, turn.stored.ids()
-        try:
-            prepared = self.serving.prepare_chat(body, endpoint="websocket")
-        except Exception as error:
-            raise self.serving.refuse("websocket", error) from None
-        return self.serving.start(prepared, CacheOwner(self.user)), {}
+        self.answer = started.answer
+        self.streaming = asyncio.create_task(self._stream(self.answer, started.stored))
 
     async def _stream(self, answer: Answer, stored: dict[str, str]) -> None:
         try:
