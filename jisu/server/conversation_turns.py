@@ -80,13 +80,14 @@ def _read_history(store: ConversationStore, user: str, conversation_id: str, par
                   parent_given: bool) -> tuple[str | None, list[ChatMessage]]:
     """The message to continue from (not given: the end of the active branch) and the
     messages the model reads before the new one."""
-    if parent_given and parent_id is None:  # a first message: only the system prompt is before it
-        system = store.get_conversation(user, conversation_id).system
-        return None, [] if system is None else [ChatMessage("system", system)]
-    if not parent_given:
-        parent_id = store.get_conversation(user, conversation_id).active_leaf_id
-    messages = store.history_for_model(user, conversation_id, up_to=parent_id)
-    return parent_id, [ChatMessage(message["role"], message["content"]) for message in messages]
+    if parent_given and parent_id is not None:  # another branch than the one on show
+        messages = store.history_for_model(user, conversation_id, up_to=parent_id)
+        return parent_id, [ChatMessage(message["role"], message["content"]) for message in messages]
+    conversation = store.get_conversation(user, conversation_id)
+    system = [] if conversation.system is None else [ChatMessage("system", conversation.system)]
+    if parent_given:  # null: a first message, only the system prompt before it
+        return None, system
+    return conversation.active_leaf_id, [*system, *(ChatMessage(m.role, m.content) for m in conversation.messages)]
 
 
 def _naming_the_field(error: Exception) -> Exception:
