@@ -52,7 +52,7 @@ class PromptEnd:
 @dataclass(frozen=True)
 class SavedSequence:
     tokens: list[int]
-    state: bytes  # the engine's serialized KV for exactly these tokens
+    state: bytes | bytearray  # the engine's serialized KV for exactly these tokens
     prompt_end: PromptEnd | None = None
     owner: CacheOwner = CacheOwner()
 
