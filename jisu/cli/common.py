@@ -71,8 +71,11 @@ def reports_user_errors(command: Callable) -> Callable:
 
 
 def _history_failure(error: Exception) -> click.ClickException | None:
-    """The conversation store's errors as the CLI reports them. (The store is imported only on
-    the way out: a plain `jisu ask` never loads it.)"""
+    """The conversation store's errors as the CLI reports them. Only a command that loaded the
+    store can fail with them: a plain `jisu ask` (or `jisu pull`) never loads it, not even to
+    report another error."""
+    if "jisu.history" not in sys.modules:
+        return None
     from jisu.history import HistoryError, HistoryImportError
 
     if isinstance(error, HistoryImportError):  # the file named is not an export: the user picks another

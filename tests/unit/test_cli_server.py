@@ -128,6 +128,17 @@ def test_an_explicit_url_that_does_not_answer_is_an_error(jisu, monkeypatch, nev
     assert result.out == ""
 
 
+def test_a_plain_ask_never_loads_the_conversation_store_even_when_it_fails():
+    """`jisu ask` in a pipe starts fast: SQLite and the store load only with -c, --id or --save,
+    and reporting another error does not load them either."""
+    script = ("import sys\nfrom jisu.cli.main import main\n"
+              "sys.argv = ['jisu', 'ask', 'hi', '--url', 'http://127.0.0.1:9']\n"
+              "try:\n    main()\nexcept SystemExit as exited:\n    print(exited.code, 'sqlite3' in sys.modules)\n")
+    ran = subprocess.run([sys.executable, "-c", script], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=60)
+    assert ran.stdout.split() == ["1", "False"], ran.stderr
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["ask", "hi", "--url", "localhost:8080"], "'localhost:8080' is not an http:// or https:// address"),
     (["ask", "hi", "--url", "http://127.0.0.1:1", "--model", "x.gguf"], "--model is for a model loaded in-process"),
