@@ -151,10 +151,11 @@ def import_command(file, url, api_key):
 def rm(conversation_id, yes, url, api_key):
     """Delete conversation ID, every branch of it. On a terminal it asks first."""
     with _opened(url, api_key) as store:
-        conversation = store.conversation(conversation_id)  # an unknown id fails before the question
-        if not yes and sys.stdin.isatty() and not click.confirm(
-                f"Delete «{_title(conversation)}» ({_messages(len(conversation.messages))})?", err=True):
-            raise RuntimeFailure("nothing deleted")
+        if not yes and sys.stdin.isatty():  # read only to be named in the question: delete says an unknown id
+            conversation = store.conversation(conversation_id)
+            if not click.confirm(f"Delete «{_title(conversation)}» ({_messages(len(conversation.messages))})?",
+                                 err=True):
+                raise RuntimeFailure("nothing deleted")
         store.delete(conversation_id)
     click.echo(f"deleted {conversation_id}", err=True)
 
