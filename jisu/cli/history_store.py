@@ -21,12 +21,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from jisu.cli.common import RuntimeFailure
-from jisu.cli.remote import RemoteBackend, key_user
+from jisu.cli.common import RuntimeFailure, UserError
+from jisu.cli.remote import RemoteBackend
 from jisu.history import (
     Conversation, ConversationNotFound, ConversationStore, ConversationSummary, HistoryImportError, ImportResult,
     Message, Page, SearchHit, Siblings, default_history_path,
 )
+from jisu.server.access import LOCAL_USER
+from jisu.server.keys import KeyConfigError, parse_key
 
 CONVERSATIONS = "/v1/conversations"
 
@@ -72,6 +74,17 @@ def open_history(server: RemoteBackend | None, api_key: str | None) -> History:
     if server is not None:
         return RemoteHistory(server)
     return LocalHistory.open(key_user(api_key))
+
+
+def key_user(api_key: str | None) -> str:
+    """Whose conversations the CLI reads and writes when it opens the history file itself: the
+    user the key names as `jisu serve` reads it (NAME:KEY; a bare key, or none, is the local user)."""
+    if not api_key or not api_key.strip():
+        return LOCAL_USER
+    try:
+        return parse_key(api_key, "the API key (--api-key, JISU_API_KEY)")[1]
+    except KeyConfigError as error:  # a key no server takes names no one's history
+        raise UserError(str(error)) from None
 
 
 class LocalHistory:

@@ -14,7 +14,6 @@ import httpx
 
 from jisu.cli.backend import ServedModel
 from jisu.cli.common import RuntimeFailure
-from jisu.server.access import LOCAL_USER
 from jisu.types import (
     ChatMessage,
     ContextOverflow,
@@ -226,13 +225,6 @@ def client_key(value: str | None) -> str | None:
     if not value or not value.strip():
         return None
     return value.strip().partition(":")[2].strip() if ":" in value else value.strip()
-
-
-def key_user(value: str | None) -> str:
-    """Whose conversations the CLI reads and writes when it opens the history file itself: the
-    NAME of a NAME:KEY value, the user that key names on a server; else the local user."""
-    name, separator, _ = (value or "").partition(":")
-    return name.strip() if separator and name.strip() else LOCAL_USER
 
 
 def _check_health(client: httpx.Client, url: str) -> None:

@@ -292,6 +292,14 @@ def test_the_file_is_read_as_the_user_jisu_api_key_names(jisu, store, monkeypatc
     assert jisu("history").out.split()[0] == local, "an unnamed key is the local user's"
 
 
+def test_a_key_jisu_serve_would_refuse_names_no_one_s_history(jisu, store, monkeypatch):
+    monkeypatch.setenv("JISU_API_KEY", "alice:short")
+    result = jisu("history")
+    assert result.code == 2, "read as `jisu serve` reads it, where it names no user"
+    assert result.error_line() == ("jisu: error: the API key (--api-key, JISU_API_KEY): "
+                                   "a key must have at least 8 characters")
+
+
 def test_a_conversation_made_through_the_api_shows_in_the_history(jisu):
     with fake_jisu_serve(RecordingEngine()) as (url, _):
         created = httpx.post(f"{url}/v1/conversations", json={"title": "From the page"}).json()
