@@ -6,7 +6,7 @@ A turn is kept as the web page's are:
   new message: the server puts the conversation in front, keeps the message and records the
   answer, and starts from the conversation's cached state;
 - in-process, the command keeps the message and records the answer as it streams
-  (AnswerRecorder), so Ctrl-C or a killed process leaves what was written, cut short.
+  (History.record_answer), so Ctrl-C or a killed process leaves what was written, cut short.
 A turn refused before its answer starts (too long, a bad setting) keeps nothing, and a new
 conversation is stored with its first turn: a chat left without a word leaves nothing either.
 
@@ -28,8 +28,8 @@ from typing import Any, Iterator
 
 from jisu.cli.backend import Backend
 from jisu.cli.common import RuntimeFailure
-from jisu.cli.history_store import History, LocalHistory, RemoteHistory
-from jisu.history import AnswerRecorder, Conversation
+from jisu.cli.history_store import AnswerRecording, History, RemoteHistory
+from jisu.history import Conversation
 from jisu.types import ChatMessage, Event, Failed, Finished, SamplingParams, TextDelta
 
 TITLE_CHARS = 40  # the page names a conversation after the first 40 characters of its first message
@@ -94,11 +94,9 @@ def start_turn(history: History, backend: Backend, conversation: ChatConversatio
                sampling: SamplingParams, response_format: dict[str, Any] | None = None) -> Iterator[Event]:
     """The answer to `text` as the conversation's next turn, kept as the module says. A refused
     request raises here (as Backend.answer does) and keeps nothing."""
-    if isinstance(history, LocalHistory):
-        return _recorded_turn(history, backend, conversation, text, sampling, response_format)
-    if conversation.trimmed:
-        return _trimmed_turn(history, conversation, text, sampling, response_format)
-    return _server_turn(history, conversation, text, sampling, response_format)
+    if isinstance(history, RemoteHistory) and not conversation.trimmed:
+        return _server_turn(history, conversation, text, sampling, response_format)
+    return _kept_turn(history, backend, conversation, text, sampling, response_format)
 
 
 def _server_turn(history: RemoteHistory, conversation: ChatConversation, text: str, sampling: SamplingParams,
@@ -116,26 +114,18 @@ def _server_turn(history: RemoteHistory, conversation: ChatConversation, text: s
         raise
 
 
-def _trimmed_turn(history: RemoteHistory, conversation: ChatConversation, text: str, sampling: SamplingParams,
-                  response_format: dict[str, Any] | None) -> Iterator[Event]:
-    events = history.server.answer(conversation.messages() + [ChatMessage("user", text)], sampling,
-                                   response_format)
-    asked = history.add_message(conversation.id, "user", text, parent_id=_branch_of_kept_turns(history, conversation))
-    return _kept_after(events, history, conversation.id, asked)
-
-
-def _recorded_turn(history: LocalHistory, backend: Backend, conversation: ChatConversation, text: str,
-                   sampling: SamplingParams, response_format: dict[str, Any] | None) -> Iterator[Event]:
+def _kept_turn(history: History, backend: Backend, conversation: ChatConversation, text: str,
+               sampling: SamplingParams, response_format: dict[str, Any] | None) -> Iterator[Event]:
+    """A turn the command keeps itself: in-process, or a trimmed one through a server."""
     events = backend.answer(conversation.messages() + [ChatMessage("user", text)], sampling, response_format)
     if conversation.id is None:
         _create(history, conversation, text)
     if conversation.trimmed:
         conversation.leaf_id = _branch_of_kept_turns(history, conversation)
     asked = history.add_message(conversation.id, "user", text, parent_id=conversation.leaf_id)
-    recorder = AnswerRecorder.begin(history.store, history.user, conversation.id, parent_id=asked,
-                                    model=backend.model.id, quantization=backend.model.quantization)
-    conversation.leaf_id = recorder.message_id
-    return _recorded(events, recorder)
+    recording = history.record_answer(conversation.id, asked, backend.model)
+    conversation.leaf_id = recording.message_id
+    return _recorded(events, recording)
 
 
 def _branch_of_kept_turns(history: History, conversation: ChatConversation) -> str | None:
@@ -155,7 +145,7 @@ def _create(history: History, conversation: ChatConversation, first_message: str
     conversation.id = history.create(conversation.title, conversation.system).id
 
 
-def _recorded(events: Iterator[Event], recorder: AnswerRecorder) -> Iterator[Event]:
+def _recorded(events: Iterator[Event], recorder: AnswerRecording) -> Iterator[Event]:
     """The events, the answer recorded as they pass; an answer not read to its end (Ctrl-C, an
     error on the way) is kept as written so far, cut short."""
     ended = False
@@ -172,17 +162,3 @@ def _recorded(events: Iterator[Event], recorder: AnswerRecorder) -> Iterator[Eve
         if not ended:
             recorder.finish(None, cut_short=True)
 
-
-def _kept_after(events: Iterator[Event], history: RemoteHistory, conversation_id: str,
-                question_id: str) -> Iterator[Event]:
-    """The events; their text is kept as the answer to `question_id` once they end, however
-    they end."""
-    pieces: list[str] = []
-    try:
-        with closing(events):
-            for event in events:
-                if isinstance(event, TextDelta):
-                    pieces.append(event.text)
-                yield event
-    finally:
-        history.add_message(conversation_id, "assistant", "".join(pieces), parent_id=question_id)

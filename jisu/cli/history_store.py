@@ -21,14 +21,16 @@ from typing import Any, Protocol
 
 import httpx
 
+from jisu.cli.backend import ServedModel
 from jisu.cli.common import RuntimeFailure, UserError
 from jisu.cli.remote import RemoteBackend
 from jisu.history import (
-    Conversation, ConversationNotFound, ConversationStore, ConversationSummary, HistoryImportError, ImportResult,
-    Message, Page, SearchHit, Siblings, default_history_path,
+    AnswerRecorder, Conversation, ConversationNotFound, ConversationStore, ConversationSummary, HistoryImportError,
+    ImportResult, Message, Page, SearchHit, Siblings, default_history_path,
 )
 from jisu.server.access import LOCAL_USER
 from jisu.server.keys import KeyConfigError, parse_key
+from jisu.types import Failed, Finished
 
 CONVERSATIONS = "/v1/conversations"
 
@@ -55,6 +57,10 @@ class History(Protocol):
         as the end of the active branch; its id."""
         ...
 
+    def record_answer(self, conversation_id: str, question_id: str, model: ServedModel) -> AnswerRecording:
+        """The answer to `question_id` that this command streams, to be kept as it comes."""
+        ...
+
     def delete(self, conversation_id: str) -> None: ...
 
     def export_json(self, conversation_id: str | None) -> str:
@@ -66,6 +72,19 @@ class History(Protocol):
     def import_file(self, data: bytes) -> ImportResult: ...
 
     def close(self) -> None: ...
+
+
+class AnswerRecording(Protocol):
+    """An answer being kept (jisu.history.AnswerRecorder's verbs): its text as it streams, then
+    how it ended; finish(None, cut_short=True) for one not read to its end."""
+
+    message_id: str | None  # None until it is kept
+
+    def add(self, text: str) -> None: ...
+
+    def finish_with(self, end: Finished | Failed) -> object: ...
+
+    def finish(self, finish_reason: str | None, *, cut_short: bool = False) -> object: ...
 
 
 def open_history(server: RemoteBackend | None, api_key: str | None) -> History:
@@ -121,6 +140,12 @@ class LocalHistory:
     def add_message(self, conversation_id: str, role: str, content: str, parent_id: str | None) -> str:
         return self.store.add_message(self.user, conversation_id, parent_id=parent_id, role=role, content=content).id
 
+    def record_answer(self, conversation_id: str, question_id: str, model: ServedModel) -> AnswerRecording:
+        """Recorded as it streams, with its model and figures: Ctrl-C or a killed process leaves
+        what was written, cut short."""
+        return AnswerRecorder.begin(self.store, self.user, conversation_id, parent_id=question_id,
+                                    model=model.id, quantization=model.quantization)
+
     def delete(self, conversation_id: str) -> None:
         self.store.delete_conversation(self.user, conversation_id)
 
@@ -169,6 +194,11 @@ class RemoteHistory:
         return self._json("POST", f"{CONVERSATIONS}/{conversation_id}/messages", conversation_id,
                           json={"role": role, "content": content, "parent_id": parent_id})["id"]
 
+    def record_answer(self, conversation_id: str, question_id: str, model: ServedModel) -> AnswerRecording:
+        """Kept once it ends, however it ends, as its text without figures: the API takes whole
+        messages. (A server records the answers it is asked for in a conversation itself.)"""
+        return _WholeAnswer(self, conversation_id, question_id)
+
     def delete(self, conversation_id: str) -> None:
         self._json("DELETE", f"{CONVERSATIONS}/{conversation_id}", conversation_id)
 
@@ -207,6 +237,25 @@ class RemoteHistory:
         if code == "invalid_import":
             raise HistoryImportError(str(error.get("message", "")).removeprefix("Cannot import this file: "))
         raise self.server.refused(response)
+
+
+@dataclasses.dataclass
+class _WholeAnswer:
+    history: RemoteHistory
+    conversation_id: str
+    question_id: str
+    message_id: str | None = None
+    pieces: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.pieces.append(text)
+
+    def finish_with(self, end: Finished | Failed) -> None:
+        self.finish(None)
+
+    def finish(self, finish_reason: str | None, *, cut_short: bool = False) -> None:
+        self.message_id = self.history.add_message(self.conversation_id, "assistant", "".join(self.pieces),
+                                                   parent_id=self.question_id)
 
 
 def _summary(item: dict[str, Any]) -> ConversationSummary:
