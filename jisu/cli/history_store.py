@@ -38,7 +38,7 @@ CONVERSATIONS = "/v1/conversations"
 class History(Protocol):
     where: str  # for people: "the jisu server at http://...", "the file ~/.cache/jisu/history.db"
 
-    def conversations(self, limit: int, offset: int = 0) -> Page[ConversationSummary]:
+    def conversations(self, limit: int) -> Page[ConversationSummary]:
         """The most recently updated first."""
         ...
 
@@ -122,8 +122,8 @@ class LocalHistory:
         except (sqlite3.Error, OSError) as error:  # SchemaError (a newer jisu's file) is a HistoryError
             raise RuntimeFailure(f"cannot open the conversation history {path} ({error})") from None
 
-    def conversations(self, limit: int, offset: int = 0) -> Page[ConversationSummary]:
-        return self.store.list_conversations(self.user, limit=limit, offset=offset)
+    def conversations(self, limit: int) -> Page[ConversationSummary]:
+        return self.store.list_conversations(self.user, limit=limit)
 
     def search(self, words: str, limit: int) -> Page[SearchHit]:
         return self.store.search(self.user, words, limit=limit)
@@ -171,8 +171,8 @@ class RemoteHistory:
         self.server = server
         self.where = server.where
 
-    def conversations(self, limit: int, offset: int = 0) -> Page[ConversationSummary]:
-        listed = self._json("GET", CONVERSATIONS, params={"limit": limit, "offset": offset})
+    def conversations(self, limit: int) -> Page[ConversationSummary]:
+        listed = self._json("GET", CONVERSATIONS, params={"limit": limit})
         return Page(tuple(map(_summary, listed["data"])), listed["total"], listed["limit"], listed["offset"])
 
     def search(self, words: str, limit: int) -> Page[SearchHit]:
