@@ -103,8 +103,11 @@ def show(conversation_id, url, api_key):
 @reports_user_errors
 def search(words, limit, url, api_key):
     """Conversations holding every one of WORDS (Chinese too), in titles and messages."""
+    query = " ".join(words)
+    if not query.strip():  # a server asked with blank words lists every conversation instead
+        raise click.UsageError("nothing to search for: WORDS are blank")
     with _opened(url, api_key) as store:
-        page = store.search(" ".join(words), limit)
+        page = store.search(query, limit)
     if not page.items:
         click.echo("no conversation matches", err=True)
     for hit in page.items:

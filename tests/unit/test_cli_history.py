@@ -167,6 +167,8 @@ def test_a_search_that_finds_nothing_says_so(jisu, three):
 
 def test_search_needs_words(jisu, kept_by):
     assert jisu("history", "search").code == 2
+    blank = jisu("history", "search", " ")
+    assert (blank.code, blank.error_line()) == (2, "jisu: error: nothing to search for: WORDS are blank")
 
 
 # ---- export and import -----------------------------------------------------------------
