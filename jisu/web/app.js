@@ -16,7 +16,7 @@ import { fillIcons, icon } from "./icons.js";
 import { showError } from "./messages.js";
 import { drawMigration, initMigration, offerMigration } from "./migrate.js";
 import { PRESET_KEYS, preset, presetOf, systemFor } from "./presets.js";
-import { draw as drawSidebar, initSidebar, refreshSidebar } from "./sidebar.js";
+import { draw as drawSidebar, initSidebar, lastRead, refreshSidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
 import { loadSettings, saveSettings } from "./store.js";
 
@@ -280,7 +280,9 @@ function onConnection(status) {
   if (status.state === "open") {
     banner.hidden = true;
     if (!model) loadModel();
-    readHistory(); // the server may have been out of reach, or wanting a key, when the page loaded
+    // The list is read again if it could not be read (the server was out of reach, or wanted a
+    // key); not when it was, or is being, read: the boot's read is under way as the socket opens.
+    lastRead().then((failure) => failure && readHistory());
   } else if (status.state === "unauthorized") {
     banner.hidden = false;
     byId("conn-text").textContent = t("keyNeeded");

@@ -48,6 +48,12 @@ export function refreshSidebar() {
   return load(0);
 }
 
+/** The list on show, once the newest read has drawn it: resolves to why the history could not
+ * be read, or null. */
+export function lastRead() {
+  return newest;
+}
+
 function load(offset) {
   newest = read(++latest, offset);
   return newest;
