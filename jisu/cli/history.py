@@ -24,9 +24,9 @@ from jisu.cli.common import RuntimeFailure, reports_user_errors, server_options
 from jisu.cli.discovery import find_server, server_address
 from jisu.cli.history_store import History, open_history
 from jisu.history import ConversationSummary, Message
+from jisu.history.formats import answer_figures
+from jisu.history.records import DEFAULT_PAGE, MAX_PAGE
 
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100  # the server's largest page
 
 
 class _ListByDefault(click.Group):
@@ -59,7 +59,7 @@ def _opened(url: str | None, api_key: str | None) -> Iterator[History]:
 
 
 @history.command("list")
-@click.option("--limit", "-n", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True,
+@click.option("--limit", "-n", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True,
               help="How many to list.")
 @server_options
 @reports_user_errors
@@ -98,7 +98,7 @@ def show(conversation_id, url, api_key):
 
 @history.command()
 @click.argument("words", nargs=-1, required=True)
-@click.option("--limit", "-n", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
+@click.option("--limit", "-n", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True)
 @server_options
 @reports_user_errors
 def search(words, limit, url, api_key):
@@ -183,10 +183,4 @@ def _heading(message: Message) -> str:
     parts = [message.role]
     if message.siblings.count > 1:  # the page shows the others ("‹ 2/3 ›")
         parts.append(f"version {message.siblings.index + 1} of {message.siblings.count}")
-    if message.model:
-        parts.append(" ".join(filter(None, (message.model, message.quantization))))
-    if message.completion_tokens is not None:
-        parts.append(f"{message.completion_tokens} tokens")
-    if message.tokens_per_s is not None:
-        parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    return " · ".join(parts)
+    return " · ".join([*parts, *answer_figures(message)])

@@ -15,7 +15,6 @@ and fail the same way whichever answered.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ from jisu.history import (
     AnswerRecorder, Conversation, ConversationNotFound, ConversationStore, ConversationSummary, HistoryImportError,
     ImportResult, Message, Page, SearchHit, Siblings, default_history_path,
 )
+from jisu.history.formats import encode_json
 from jisu.server.access import LOCAL_USER
 from jisu.server.keys import KeyConfigError, parse_key
 from jisu.types import Failed, Finished
@@ -152,7 +152,7 @@ class LocalHistory:
     def export_json(self, conversation_id: str | None) -> str:
         document = (self.store.export_all_json(self.user) if conversation_id is None
                     else self.store.export_json(self.user, conversation_id))
-        return json.dumps(document, ensure_ascii=False, indent=1)  # as the server sends it
+        return encode_json(document)  # as the server sends it
 
     def export_markdown(self, conversation_id: str) -> str:
         return self.store.export_markdown(self.user, conversation_id)

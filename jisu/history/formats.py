@@ -48,6 +48,12 @@ def conversations_document(trees: list[ConversationTree], exported_at: float) ->
             "conversations": [conversation_document(tree) for tree in trees]}
 
 
+def encode_json(document: dict[str, Any]) -> str:
+    """An export as text, as the server sends it and the CLI writes it: readable, non-ASCII
+    characters as themselves."""
+    return json.dumps(document, ensure_ascii=False, indent=1)
+
+
 def conversation_markdown(conversation: Conversation) -> str:
     """The active branch as Markdown: a heading per message, its text as written."""
     lines = [f"# {conversation.title or 'Untitled conversation'}", "",
@@ -66,13 +72,18 @@ def _date(timestamp: float) -> str:
 
 
 def _answer_note(message: Message) -> str:
+    parts = answer_figures(message)
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def answer_figures(message: Message) -> list[str]:
+    """What an answer says of itself, where known: model and quantization, tokens, tokens/s."""
     parts = [" ".join(filter(None, (message.model, message.quantization)))]
     if message.completion_tokens is not None:
         parts.append(f"{message.completion_tokens} tokens")
     if message.tokens_per_s is not None:
         parts.append(f"{message.tokens_per_s:.1f} tokens/s")
-    parts = [part for part in parts if part]
-    return f" ({', '.join(parts)})" if parts else ""
+    return [part for part in parts if part]
 
 
 def read_import(data: bytes | str | dict[str, Any] | list[Any]) -> list[ImportedConversation]:

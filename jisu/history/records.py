@@ -21,6 +21,9 @@ COMPLETE = "complete"
 CUT_SHORT = "cut_short"
 MESSAGE_STATES = (STREAMING, COMPLETE, CUT_SHORT)
 MESSAGE_ROLES = ROLES
+# A page of a list or a search, for the API and the CLI alike.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 
 
 @dataclass(frozen=True)

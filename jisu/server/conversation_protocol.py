@@ -15,8 +15,6 @@ from jisu.history import ConversationSummary, ImportResult, Page, SearchHit
 from jisu.server.protocol import MAX_CONTENT_CHARS, MAX_ID_CHARS
 
 MAX_TITLE_CHARS = 500
-MAX_PAGE = 100
-DEFAULT_PAGE = 20
 MAX_QUERY_CHARS = 500
 
 Title = Annotated[StrictStr, Field(max_length=MAX_TITLE_CHARS)]

@@ -11,16 +11,15 @@ with `conversation_id`: see conversation_turns.py.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from jisu.history import ConversationStore
+from jisu.history.formats import encode_json
+from jisu.history.records import DEFAULT_PAGE, MAX_PAGE
 from jisu.server.conversation_protocol import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
     MAX_QUERY_CHARS,
     AddMessageRequest,
     ConversationList,
@@ -62,8 +61,8 @@ def _attachment(content: bytes | str, media_type: str, filename: str) -> Respons
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, indent=1).encode()
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return encode_json(document).encode()
 
 
 @router.get(PREFIX, response_model=ConversationList, responses=error_responses(*DOOR, 400, *STORE))
