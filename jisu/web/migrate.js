@@ -18,7 +18,7 @@ const DECISION_KEY = "jisu.migration"; // "done" | "declined": asked once
 // well under the server's import limit (32 MB by default), and each one all or nothing.
 const BATCH_CHARS = 4 * 1024 * 1024;
 
-let page; // { onMoved() }
+let page; // { onMoved() -> Promise: the list read again }
 let state = { phase: "hidden" }; // offer {count} | moving {count} | failed {count, message} | done {count}
 
 export function initMigration(context) {
@@ -46,6 +46,7 @@ export async function offerMigration() {
 
 async function move() {
   show({ phase: "moving", count: state.count });
+  let outcome;
   try {
     const conversations = await localConversations();
     for (const batch of batches(conversations)) {
@@ -54,11 +55,12 @@ async function move() {
     }
     localStorage.setItem(DECISION_KEY, "done");
     for (const conversation of conversations) await localHistory.remove(conversation.id);
-    show({ phase: "done", count: conversations.length });
+    outcome = { phase: "done", count: conversations.length };
   } catch (error) {
-    show({ phase: "failed", count: state.count, message: error.message });
+    outcome = { phase: "failed", count: state.count, message: error.message };
   }
-  page.onMoved();
+  await page.onMoved(); // the banner says what was moved once the list shows it
+  show(outcome);
 }
 
 function batches(conversations) {
