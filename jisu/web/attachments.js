@@ -13,11 +13,11 @@ import { countTokens } from "./token-count.js";
 
 const byId = (id) => document.getElementById(id);
 
-export const MAX_FILES = 5; // per message: a 0.5B model loses track of more files than this anyway
+const MAX_FILES = 5; // per message: a 0.5B model loses track of more files than this anyway
 // Read no more than this, whatever the context: the largest context jisu serves (32768 tokens)
 // holds about 100-130 KB of code or English and less of Chinese, so a bigger file can never
 // fit, and reading, sending and tokenizing megabytes only makes the page and the server wait.
-export const MAX_FILE_BYTES = 512 * 1024;
+const MAX_FILE_BYTES = 512 * 1024;
 const SNIFF_BYTES = 8192; // binary files show themselves in their first bytes
 
 // File extension -> the fence's language tag: the model writes better about code it knows the
@@ -40,7 +40,7 @@ let refusals = []; // why the last files dropped were not taken: shown above the
 // ---- what the model reads ------------------------------------------------------------------
 
 /** The fence's language for a file name ("" when the extension says nothing). */
-export function languageOf(name) {
+function languageOf(name) {
   const lower = name.toLowerCase();
   const base = lower.split("/").pop();
   if (LANGUAGES[base]) return LANGUAGES[base]; // Dockerfile, Makefile
@@ -50,7 +50,7 @@ export function languageOf(name) {
 
 /** One file as the model reads it: its name, then its text in a fence longer than any run of
  * backticks inside (a Markdown file's own ``` blocks then cannot close it early). */
-export function formatAttachment({ name, lang, text }) {
+function formatAttachment({ name, lang, text }) {
   const longest = Math.max(0, ...(text.match(/`+/g) || []).map((run) => run.length));
   const fence = "`".repeat(Math.max(3, longest + 1));
   return `File: ${name}\n${fence}${lang}\n${text.replace(/\n$/, "")}\n${fence}`;
@@ -116,7 +116,7 @@ export function attachmentTokens(message) {
 /** The file's text, or why it is not one: {text} | {refused: "binary"}. NUL bytes or invalid
  * UTF-8 in the first bytes say "binary" whatever the extension (an image named .txt, a
  * UTF-16 file); the rest must decode as UTF-8 too. */
-export function decodeText(bytes) {
+function decodeText(bytes) {
   const head = bytes.subarray(0, SNIFF_BYTES);
   if (head.includes(0)) return { refused: "binary" };
   try {
@@ -205,7 +205,7 @@ export function initAttachments(context) {
 }
 
 /** Take files into the composer; the ones refused are named above it, with the reason. */
-export function addFiles(files) {
+function addFiles(files) {
   refusals = [];
   const checks = [];
   for (const file of files) {
@@ -325,7 +325,7 @@ export function attachmentChip(file, { checking = false, onRemove = null } = {})
   return chip;
 }
 
-export function formatSize(bytes) {
+function formatSize(bytes) {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;

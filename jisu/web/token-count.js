@@ -50,7 +50,7 @@ export async function countTokens(text) {
  * 0.65. The weights were fitted to /tokenize on 14 of jisu's own files (Python, JavaScript, CSS,
  * HTML, JSON, CSV, Markdown, Chinese and English text): within 14% on each of them.
  */
-export function estimateTokens(text) {
+function estimateTokens(text) {
   if (!text) return 0;
   const count = (pattern) => text.match(pattern)?.length || 0;
   const cjk = count(/[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]/g);
