@@ -158,8 +158,7 @@ function submit() {
     if (!text && !attachments.length) return;
     input.value = "";
     autoGrow(input);
-    const user = { role: "user", content: text };
-    if (attachments.length) user.attachments = attachments;
+    const user = userMessage(text, attachments);
     if (!conversation.title) {
       const title = text || attachments.map((file) => file.name).join(", "); // a file alone names the chat
       conversation.title = title.replace(/\s+/g, " ").slice(0, 40);
@@ -167,6 +166,11 @@ function submit() {
     const last = conversation.messages.at(-1);
     await send(conversation, last ? last.id : null, user);
   });
+}
+
+/** A new user message: its text, and its files when it has any. */
+function userMessage(content, attachments) {
+  return attachments?.length ? { role: "user", content, attachments } : { role: "user", content };
 }
 
 /**
@@ -232,9 +236,7 @@ async function answerAgain(question) {
   if (question.id) return send(conversation, question.id, null);
   conversation.messages.pop();
   const last = conversation.messages.at(-1);
-  const again = { role: "user", content: question.content };
-  if (question.attachments) again.attachments = question.attachments;
-  await send(conversation, last ? last.id : null, again);
+  await send(conversation, last ? last.id : null, userMessage(question.content, question.attachments));
 }
 
 /** Retry after an error: answer the last user message again. */
@@ -256,10 +258,8 @@ function retry() {
 function resend(index, text) {
   return exclusive(async () => {
     const edited = conversation.messages[index];
-    const files = edited?.attachments;
-    if (!edited || (!text.trim() && !files?.length)) return;
-    const user = { role: "user", content: text.trim() };
-    if (files?.length) user.attachments = files;
+    if (!edited || (!text.trim() && !edited.attachments?.length)) return;
+    const user = userMessage(text.trim(), edited.attachments);
     conversation.messages = conversation.messages.slice(0, index);
     await send(conversation, index ? conversation.messages[index - 1].id : null, user);
   });
@@ -330,9 +330,7 @@ function offerTrim(error) {
         return;
       }
       if (notice) record.trimmed = notice;
-      const again = { role: "user", content: question.content };
-      if (question.attachments) again.attachments = question.attachments;
-      await send(record, parentId, again);
+      await send(record, parentId, userMessage(question.content, question.attachments));
     }),
   });
 }
