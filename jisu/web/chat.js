@@ -187,15 +187,18 @@ async function send(record, parentId, user) {
   }
   hitId = null;
   renderAll();
+  const created = !record.stored;
   let request;
   try {
-    if (!record.stored) await turn.history.create(record);
+    if (created) await turn.history.create(record);
     request = await turn.history.beginTurn(record, turn);
   } catch (error) {
     showError({ text: t("errHistory", { message: error.message }), retry: true });
     return;
   }
-  app.onSaved();
+  // The list is read again when the turn ends (endTurn); now only for a new chat, which joins
+  // it, or a turn no answer follows.
+  if (created || record !== conversation) app.onSaved();
   if (record !== conversation) return; // another chat was opened meanwhile: this one waits, unanswered
   renderAll();
   startAnswer(record, { ...request, temperature: app.settings.temperature, max_tokens: app.settings.maxTokens }, turn);
